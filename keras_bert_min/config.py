@@ -1,0 +1,229 @@
+"""BertConfig: the hyperparameters of a BERT model, with Google's field names.
+
+A config reads and writes Google's `bert_config.json` and reads Hugging Face's
+`config.json`. The two disagree on what `"gelu"` means: Google's code computes
+the tanh approximation under that name, Hugging Face computes the exact erf
+form. Here `"gelu"` always means the exact form and `"gelu_tanh"` the
+approximation, and the JSON reader translates on the way in and out.
+"""
+
+import dataclasses
+import json
+import os
+
+# Activations the encoder understands, by our names.
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "tanh", "silu", "linear")
+
+# How each source spells an activation, mapped to our names.
+_GOOGLE_ACTIVATIONS = {"gelu": "gelu_tanh", "relu": "relu", "tanh": "tanh", "linear": "linear"}
+_HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "tanh": "tanh",
+    "silu": "silu",
+    "swish": "silu",
+    "linear": "linear",
+}
+# Keys only Hugging Face writes; any one of them marks a file as Hugging Face's.
+_HF_MARKER_KEYS = ("model_type", "architectures", "transformers_version")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Hyperparameters of a BERT encoder, with the names of Google's `bert_config.json`.
+
+    Args:
+        vocab_size: number of WordPiece tokens.
+        hidden_size: width H of every layer.
+        num_hidden_layers: number of Transformer encoder blocks L.
+        num_attention_heads: heads per block; must divide `hidden_size`.
+        intermediate_size: width of the feed-forward layer (4H in the papers).
+        hidden_act: "gelu" (exact erf), "gelu_tanh" (Google's approximation),
+            "relu", "tanh", "silu" or "linear".
+        hidden_dropout_prob: dropout on embeddings and block outputs.
+        attention_probs_dropout_prob: dropout on attention probabilities.
+        max_position_embeddings: longest sequence the position table holds.
+        type_vocab_size: number of segment (token type) ids.
+        initializer_range: stddev of the truncated-normal initializer.
+        layer_norm_eps: LayerNorm epsilon (Google uses 1e-12).
+
+    Example:
+    >>> config = BertConfig.from_preset("tiny")
+    >>> config.hidden_size, config.num_hidden_layers
+    (128, 2)
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu_tanh"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"BertConfig.{name} must be a positive integer, got {value!r}.")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"BertConfig.hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads}); choose heads = hidden_size / 64 "
+                "as Google's models do.")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(
+                f"BertConfig.hidden_act {self.hidden_act!r} is unknown; expected one of {ACTIVATIONS}.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"BertConfig.{name} must be in [0, 1), got {value!r}.")
+        for name in ("initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"BertConfig.{name} must be a positive number, got {value!r}.")
+
+    @property
+    def head_size(self):
+        return self.hidden_size // self.num_attention_heads
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # --- dictionaries and JSON -------------------------------------------------------------
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values, source="ours"):
+        """Builds a config from a dict in our, Google's ("google") or Hugging Face's ("hf") spelling.
+
+        Keys that are not config fields (Hugging Face writes many) are ignored; a missing
+        required field is an error.
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"A BERT config must be a JSON object, got {type(values).__name__}.")
+        field_names = [f.name for f in dataclasses.fields(cls)]
+        kwargs = {k: values[k] for k in field_names if k in values}
+        required = [f.name for f in dataclasses.fields(cls) if f.name not in ("layer_norm_eps",)]
+        if source != "ours":
+            missing = [k for k in required if k not in kwargs]
+            if missing:
+                raise ValueError(
+                    f"The {source} BERT config lacks the field(s) {missing}; a bert_config.json "
+                    f"needs all of {required}.")
+            table = _GOOGLE_ACTIVATIONS if source == "google" else _HF_ACTIVATIONS
+            act = kwargs["hidden_act"]
+            if act not in table:
+                raise ValueError(
+                    f"hidden_act {act!r} in the {source} config has no BERT equivalent here; "
+                    f"expected one of {sorted(table)}.")
+            kwargs["hidden_act"] = table[act]
+        return cls(**kwargs)
+
+    def to_google_dict(self):
+        """The fields as Google's `bert_config.json` spells them.
+
+        Google's code only knows the tanh GELU (which it calls "gelu"); an exact-GELU model
+        cannot be expressed in that format, so it is refused rather than silently changed.
+        """
+        inverse = {v: k for k, v in _GOOGLE_ACTIVATIONS.items()}
+        if self.hidden_act not in inverse:
+            raise ValueError(
+                f"hidden_act {self.hidden_act!r} cannot be written as a Google bert_config.json "
+                "(Google's 'gelu' is the tanh approximation); use to_json_file(path) instead.")
+        values = self.to_dict()
+        values["hidden_act"] = inverse[self.hidden_act]
+        return values
+
+    def to_json_file(self, path, format="ours"):
+        """Writes the config as JSON: `format="ours"` (lossless) or `"google"` (bert_config.json)."""
+        if format not in ("ours", "google"):
+            raise ValueError(f"format must be 'ours' or 'google', got {format!r}.")
+        values = self.to_dict() if format == "ours" else self.to_google_dict()
+        if format == "ours":
+            values = {"keras_bert_min_config": True, **values}
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(values, f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_json_file(cls, path, source="auto"):
+        """Reads a config written by us, by Google (`bert_config.json`) or by Hugging Face (`config.json`).
+
+        Args:
+            path: the JSON file.
+            source: "auto" (Hugging Face if the file has `model_type`, `architectures` or
+                `transformers_version`, ours if it has our marker, else Google), "google", "hf"
+                or "ours". It decides what `"gelu"` means (see the module docstring).
+        """
+        if source not in ("auto", "google", "hf", "ours"):
+            raise ValueError(f"source must be 'auto', 'google', 'hf' or 'ours', got {source!r}.")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No BERT config file at {path!r}; pass the path of a "
+                                    "bert_config.json or config.json.")
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path!r} is not a valid JSON BERT config: {e}.") from None
+        if source == "auto" and isinstance(values, dict):
+            if values.get("keras_bert_min_config"):
+                source = "ours"
+            elif any(k in values for k in _HF_MARKER_KEYS):
+                source = "hf"
+            else:
+                source = "google"
+        if isinstance(values, dict) and source == "hf" and values.get("model_type", "bert") != "bert":
+            raise ValueError(f"{path!r} describes a {values['model_type']!r} model, not a BERT.")
+        try:
+            return cls.from_dict(values, source=source)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Invalid BERT config in {path!r}: {e}") from None
+
+    # --- presets ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """One of Google's released shapes: `bert_L-{2..12}_H-{128..768}`, tiny, mini, small,
+        medium, base or large. Keyword arguments override single fields."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown BERT preset {name!r}; expected one of {sorted(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+def _shape(layers, hidden, heads=None):
+    return {
+        "num_hidden_layers": layers,
+        "hidden_size": hidden,
+        "num_attention_heads": heads or hidden // 64,
+        "intermediate_size": 4 * hidden,
+    }
+
+
+# Google's 24 small BERTs (Turc et al., 2019) and the named sizes of the BERT README.
+PRESETS = {
+    f"bert_L-{layers}_H-{hidden}": _shape(layers, hidden)
+    for layers in (2, 4, 6, 8, 10, 12)
+    for hidden in (128, 256, 512, 768)
+}
+PRESETS.update({
+    "tiny": _shape(2, 128),
+    "mini": _shape(4, 256),
+    "small": _shape(4, 512),
+    "medium": _shape(8, 512),
+    "base": _shape(12, 768),
+    "large": _shape(24, 1024, heads=16),
+})

@@ -1,0 +1,157 @@
+"""BERT as functional Keras models: the encoder, and the pretrainer built around it.
+
+Every model takes and returns dicts with the TF Hub BERT names (see DESIGN.md), has a `None`
+sequence length, and rebuilds itself from its config, so `.keras` files reload with the word
+embedding still tied to the MLM head.
+"""
+
+import keras
+from keras import ops
+
+from keras_bert_min.config import BertConfig
+from keras_bert_min.layers import (BertEmbedding, MaskedLMHead, NextSentenceHead,
+                                   TransformerEncoderBlock, _initializer)
+
+_register = keras.saving.register_keras_serializable(package="keras_bert_min")
+
+ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def encoder_inputs():
+    """The three int32 [batch, seq_length] inputs of every BERT model, seq_length `None`."""
+    return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in ENCODER_INPUTS}
+
+
+@_register
+class BertEncoder(keras.Model):
+    """The BERT encoder: embeddings, `num_hidden_layers` blocks and the [CLS] pooler.
+
+    Inputs: `input_word_ids`, `input_mask`, `input_type_ids`, int32 [B, S].
+    Outputs: `sequence_output` [B, S, H] and `pooled_output` [B, H] (tanh(Dense([CLS]))).
+
+    Example:
+    >>> encoder = BertEncoder(BertConfig.from_preset("tiny", vocab_size=100))
+    >>> ids = ops.ones((2, 6), "int32")
+    >>> outputs = encoder({"input_word_ids": ids, "input_mask": ids, "input_type_ids": 0 * ids})
+    >>> outputs["pooled_output"].shape
+    (2, 128)
+    """
+
+    def __init__(self, config, **kwargs):
+        if isinstance(config, dict):
+            config = BertConfig.from_dict(config)
+        kwargs.setdefault("name", "bert_encoder")
+        inputs = encoder_inputs()
+
+        hidden_states = BertEmbedding(
+            config.vocab_size, config.type_vocab_size, config.max_position_embeddings,
+            config.hidden_size, config.initializer_range, config.layer_norm_eps,
+            config.hidden_dropout_prob, name="embeddings",
+        )(inputs["input_word_ids"], inputs["input_type_ids"])
+
+        for index in range(config.num_hidden_layers):
+            hidden_states = TransformerEncoderBlock(
+                config.hidden_size, config.num_attention_heads, config.intermediate_size,
+                config.hidden_act, config.hidden_dropout_prob, config.attention_probs_dropout_prob,
+                config.initializer_range, config.layer_norm_eps, name=f"transformer_layer_{index}",
+            )(hidden_states, inputs["input_mask"])
+
+        first_token = hidden_states[:, 0, :]
+        pooled_output = keras.layers.Dense(
+            config.hidden_size, activation="tanh",
+            kernel_initializer=_initializer(config.initializer_range), name="pooler",
+        )(first_token)
+
+        super().__init__(inputs=inputs,
+                         outputs={"sequence_output": hidden_states, "pooled_output": pooled_output},
+                         **kwargs)
+        self.bert_config = config
+
+    @property
+    def embedding(self):
+        return self.get_layer("embeddings")
+
+    @property
+    def transformer_layers(self):
+        return [self.get_layer(f"transformer_layer_{i}")
+                for i in range(self.bert_config.num_hidden_layers)]
+
+    @property
+    def pooler(self):
+        return self.get_layer("pooler")
+
+    def get_config(self):
+        return {"config": self.bert_config.to_dict(), "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@_register
+class BertPretrainer(keras.Model):
+    """An encoder with the masked-LM and next-sentence heads, for pretraining.
+
+    Inputs: the encoder's three, plus `masked_lm_positions` int32 [B, P].
+    Outputs: `mlm_logits` float32 [B, P, vocab_size] and `nsp_logits` float32 [B, 2].
+
+    The MLM head projects with the encoder's own word-embedding table, and the encoder is
+    shared, not copied: training the pretrainer trains `pretrainer.encoder`.
+
+    Example:
+    >>> pretrainer = BertPretrainer(BertEncoder(BertConfig.from_preset("tiny", vocab_size=100)))
+    >>> ids = ops.ones((2, 6), "int32")
+    >>> outputs = pretrainer({"input_word_ids": ids, "input_mask": ids, "input_type_ids": 0 * ids,
+    ...                       "masked_lm_positions": ops.ones((2, 3), "int32")})
+    >>> outputs["mlm_logits"].shape
+    (2, 3, 100)
+    """
+
+    def __init__(self, encoder, **kwargs):
+        if isinstance(encoder, dict):
+            encoder = keras.saving.deserialize_keras_object(encoder)
+        if not isinstance(encoder, BertEncoder):
+            raise ValueError(f"BertPretrainer needs a BertEncoder, got {type(encoder).__name__}.")
+        config = encoder.bert_config
+        kwargs.setdefault("name", "bert_pretrainer")
+        inputs = encoder_inputs()
+        inputs["masked_lm_positions"] = keras.Input(shape=(None,), dtype="int32",
+                                                    name="masked_lm_positions")
+        encoder_outputs = encoder({name: inputs[name] for name in ENCODER_INPUTS})
+
+        mlm_logits = MaskedLMHead(
+            encoder.embedding, config.hidden_act, config.initializer_range, config.layer_norm_eps,
+            name="masked_lm",
+        )(encoder_outputs["sequence_output"], inputs["masked_lm_positions"])
+        nsp_logits = NextSentenceHead(config.initializer_range, name="next_sentence")(
+            encoder_outputs["pooled_output"])
+
+        super().__init__(inputs=inputs,
+                         outputs={"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}, **kwargs)
+        self.encoder = encoder
+
+    @property
+    def bert_config(self):
+        return self.encoder.bert_config
+
+    def get_config(self):
+        return {"encoder": keras.saving.serialize_keras_object(self.encoder),
+                "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def bert_encoder(config):
+    """A `BertEncoder` for a `BertConfig`, a preset name or a config dict."""
+    if isinstance(config, str):
+        config = BertConfig.from_preset(config)
+    return BertEncoder(config)
+
+
+def bert_pretrainer(config_or_encoder):
+    """A `BertPretrainer` around an existing `BertEncoder` (weights shared) or a new one."""
+    if isinstance(config_or_encoder, BertEncoder):
+        return BertPretrainer(config_or_encoder)
+    return BertPretrainer(bert_encoder(config_or_encoder))
