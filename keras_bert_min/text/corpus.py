@@ -123,7 +123,10 @@ def strip_gutenberg_boilerplate(text):
 
 # --- chapters ------------------------------------------------------------------------------
 
-_NUMBER = (r"(?:[ivxlcdm]+|\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+# A well-formed Roman numeral, so that words such as "mild" or "did" are not numbers. The
+# lookbehind makes it match at least one character.
+_ROMAN = r"M{0,4}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})(?<=[MDCLXVImdclxvi])"
+_NUMBER = (rf"(?:{_ROMAN}|\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
            r"|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last"
            r"|primus|secundus|tertius|quartus|quintus)")
 # A heading is a paragraph of one short line that is one of:
@@ -133,7 +136,7 @@ _NUMBER = (r"(?:[ivxlcdm]+|\d+|one|two|three|four|five|six|seven|eight|nine|ten|
 #   an NLTK title line in brackets   "[Emma by Jane Austen 1816]"
 _HEADING = re.compile(
     rf"(?i:(?:chapter|book|part|volume|act|actus|scene|stave|canto|section)\s+{_NUMBER}\b.*)"
-    r"|[IVXLCDM]+(?:\.\s+.+|\.?)"
+    rf"|{_ROMAN}(?:\.\s+.+|\.?)"
     r"|[^a-z]*[A-Z][^a-z]*[A-Z][^a-z]*"
     r"|\[.*\]")
 _MAX_HEADING_LENGTH = 80

@@ -1,0 +1,298 @@
+"""Tests for keras_bert_min.text.corpus: expected documents and sentences are written by hand."""
+
+import pytest
+
+from keras_bert_min.text.corpus import (detect_format, expand_paths, read_documents,
+                                        split_documents, split_sentences,
+                                        strip_gutenberg_boilerplate)
+
+
+def write(path, text, encoding="utf-8", newline="\n"):
+    path.write_bytes(text.replace("\n", newline).encode(encoding))
+    return str(path)
+
+
+# --- BERT format -----------------------------------------------------------------------
+
+# The opening of Google's sample_text.txt (public domain), byte for byte.
+GOOGLE_SAMPLE = (
+    "This text is included to make sure Unicode is handled properly: 力加勝北区ᴵᴺᵀᵃছজটডণত\n"
+    "Text should be one-sentence-per-line, with empty lines between documents.\n"
+    "This sample text is public domain and was randomly selected from Project Guttenberg.\n"
+    "\n"
+    "\n"
+    "The rain had only ceased with the gray streaks of morning at Blazing Star.\n"
+    "\"Cass\" Beard had risen early that morning, but not with a view to discovery.\n"
+    "A leak in his cabin roof,--quite consistent with his careless, improvident habits,--had "
+    "roused him at 4 A. M., with a flooded \"bunk\" and wet blankets.\n"
+    "This was nearly opposite.\n"
+    "Mr. Cassius crossed the highway, and stopped suddenly.\n"
+    "Gold, surely!\n"
+    "\n"
+    "The fountain of classic wisdom, Hypatia herself.\n"
+    "At last they reached the quay at the opposite end of the street;\n"
+    "and there burst on Philammon's astonished eyes a vast semicircle of blue sea.\n"
+)
+
+
+def test_google_sample_is_detected_and_read_as_bert_format(tmp_path):
+    path = write(tmp_path / "sample_text.txt", GOOGLE_SAMPLE)
+    assert detect_format(GOOGLE_SAMPLE) == "bert"
+    documents = read_documents(path)
+    assert [len(d) for d in documents] == [3, 6, 3]
+    assert documents[0][0].endswith("力加勝北区ᴵᴺᵀᵃছজটডণত")
+    assert documents[1][5] == "Gold, surely!"
+    # Lines are kept whole even where they are not one sentence.
+    assert documents[2][1] == "At last they reached the quay at the opposite end of the street;"
+
+
+def test_bert_format_strips_lines_and_treats_whitespace_lines_as_breaks(tmp_path):
+    text = ("\n\n  First doc, one.  \nFirst doc, two.\n \t \n\n\nSecond doc.\n"
+            "Still second!\n\nThird.")
+    path = write(tmp_path / "c.txt", text, newline="\r\n")
+    assert read_documents(path, format="bert") == [
+        ["First doc, one.", "First doc, two."],
+        ["Second doc.", "Still second!"],
+        ["Third."],
+    ]
+
+
+def test_each_file_starts_a_new_document(tmp_path):
+    write(tmp_path / "a.txt", "One.\nTwo.")  # no trailing blank line
+    write(tmp_path / "b.txt", "Three.\nFour.\n")
+    assert read_documents(str(tmp_path), format="bert") == [["One.", "Two."], ["Three.", "Four."]]
+
+
+def test_utf8_byte_order_mark_is_dropped(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfHello there.\nBye now.\n")
+    assert read_documents(str(path), format="bert") == [["Hello there.", "Bye now."]]
+
+
+# --- sentences --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("paragraph, expected", [
+    ("Mr. and Mrs. Smith went to St. Paul's. They prayed.",
+     ["Mr. and Mrs. Smith went to St. Paul's.", "They prayed."]),
+    ("G. K. Chesterton wrote it. Dr. Watson agreed!",
+     ["G. K. Chesterton wrote it.", "Dr. Watson agreed!"]),
+    ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
+    ("'Oh!' said Alice. 'Why?'", ["'Oh!' said Alice.", "'Why?'"]),
+    ("\u201cCome in.\u201d She did.", ["\u201cCome in.\u201d", "She did."]),
+    ("(He left.) She stayed.", ["(He left.)", "She stayed."]),
+    ("What? No! Yes.", ["What?", "No!", "Yes."]),
+    ("Wait... Are you sure?", ["Wait...", "Are you sure?"]),
+    ("It cost 4.50 dollars. He paid.", ["It cost 4.50 dollars.", "He paid."]),
+    ("He moved to the U.S. in May. It rained.", ["He moved to the U.S. in May.", "It rained."]),
+    ("She was\nhappy.   He was\nnot.", ["She was happy.", "He was not."]),
+    ("no final punctuation", ["no final punctuation"]),
+    ("   ", []),
+])
+def test_split_sentences(paragraph, expected):
+    assert split_sentences(paragraph) == expected
+
+
+# --- prose ------------------------------------------------------------------------------
+
+BOOK = """The Project Gutenberg EBook of Test, by Nobody.
+This eBook is for the use of anyone anywhere. You may copy it.
+
+*** START OF THIS PROJECT GUTENBERG EBOOK TEST ***
+
+Produced by volunteers.
+
+CHAPTER I
+
+THE BEGINNING.
+
+Mr. Bennet was
+among the earliest. He had
+always intended to visit Mr. Bingley!
+
+"Is he married?" asked Mrs. Bennet. "Oh, single."
+
+CHAPTER II
+
+Mr. Bennet was
+not at home. Nobody came.
+They waited. And waited.
+
+*** END OF THIS PROJECT GUTENBERG EBOOK TEST ***
+
+This file should be named test.txt. Donations are welcome.
+"""
+
+BOOK_DOCUMENTS = [
+    ["Produced by volunteers.",
+     "Mr. Bennet was among the earliest.",
+     "He had always intended to visit Mr. Bingley!",
+     '"Is he married?" asked Mrs. Bennet.',
+     '"Oh, single."'],
+    ["Mr. Bennet was not at home.", "Nobody came.", "They waited.", "And waited."],
+]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_prose_book_strips_boilerplate_joins_lines_and_splits_at_chapters(tmp_path, newline):
+    path = write(tmp_path / "book.txt", BOOK, newline=newline)
+    assert detect_format(BOOK) == "prose"
+    # "Produced by volunteers." is too short a section to end at CHAPTER I, and the
+    # chapter title THE BEGINNING follows a heading, so neither cuts a document there.
+    assert read_documents(path) == BOOK_DOCUMENTS
+    assert read_documents(path, format="prose") == BOOK_DOCUMENTS
+
+
+@pytest.mark.parametrize("header, footer", [
+    ("*** START OF THE PROJECT GUTENBERG EBOOK MOBY DICK ***",
+     "*** END OF THE PROJECT GUTENBERG EBOOK MOBY DICK ***"),
+    ("***START OF THE PROJECT GUTENBERG EBOOK EMMA***",
+     "***END OF THE PROJECT GUTENBERG EBOOK EMMA***"),
+    ("*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.04.29.93*END*",
+     "End of the Project Gutenberg EBook of Emma, by Jane Austen"),
+    ("*** START OF THIS PROJECT GUTENBERG EBOOK X ***",
+     "End of Project Gutenberg's Etext of Hamlet"),
+])
+def test_gutenberg_header_and_footer_spellings(header, footer):
+    text = f"Licence text.\nMore licence.\n{header}\nBody one.\n\nBody two.\n{footer}\nLegal.\n"
+    assert strip_gutenberg_boilerplate(text) == "\nBody one.\n\nBody two.\n"
+
+
+def test_text_without_gutenberg_markers_is_unchanged():
+    assert strip_gutenberg_boilerplate("Just a story.\nThe end.\n") == "Just a story.\nThe end.\n"
+
+
+def test_heading_styles_each_start_a_document(tmp_path):
+    body = "One went. Two went. Three went."
+    headings = ["Chapter 2", "BOOK IV", "IV.", "I. The Absence of Mr Glass",
+                "THE LITTLE YELLOW TULIP", "Actus Secundus. Scoena Prima.", "CHAPTER XII. THE END"]
+    text = body + "".join(f"\n\n{h}\n\n{body}" for h in headings)
+    path = write(tmp_path / "book.txt", text)
+    assert read_documents(path, format="prose") == [split_sentences(body)] * (len(headings) + 1)
+
+
+def test_lines_that_merely_start_like_headings_are_text(tmp_path):
+    text = ("Book it, she said. Part of him agreed.\n\nI think so.\n\nPart mild, part wet.\n\n"
+            "Chapter and verse were quoted. Nobody listened. It was late.\n")
+    path = write(tmp_path / "book.txt", text)
+    assert read_documents(path, format="prose") == [[
+        "Book it, she said.", "Part of him agreed.", "I think so.", "Part mild, part wet.",
+        "Chapter and verse were quoted.", "Nobody listened.", "It was late."]]
+
+
+def test_book_without_headings_is_cut_into_even_chunks(tmp_path):
+    sentences = [f"Sentence number {word}." for word in
+                 "one two three four five six seven eight nine ten".split()]
+    path = write(tmp_path / "book.txt", "\n\n".join(sentences))
+    documents = read_documents(path, format="prose", max_document_sentences=4)
+    # Ten sentences, at most four per document: three documents of 3, 4 and 3.
+    assert documents == [sentences[0:3], sentences[3:7], sentences[7:10]]
+    assert read_documents(path, format="prose", max_document_sentences=10) == [sentences]
+
+
+def test_auto_decides_per_file(tmp_path):
+    write(tmp_path / "a_bert.txt", "It rained all day.\nThe dog slept.\n\nA new story starts.\n")
+    write(tmp_path / "b_prose.txt", "It rained all\nday. The dog\nslept soundly.\n")
+    assert read_documents(str(tmp_path)) == [
+        ["It rained all day.", "The dog slept."],
+        ["A new story starts."],
+        ["It rained all day.", "The dog slept soundly."],
+    ]
+
+
+def test_one_paragraph_per_line_is_prose():
+    text = "It rained. The dog slept. Nobody came.\nThen the sun came out. Birds sang.\n"
+    assert detect_format(text) == "prose"
+
+
+# --- paths ------------------------------------------------------------------------------
+
+def test_globs_are_sorted_and_directories_mean_their_txt_files(tmp_path):
+    for name in ["b.txt", "a.txt", "c.text", "notes.md"]:
+        write(tmp_path / name, f"File {name}.\n")
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "z.txt", "Z.\n")
+    assert expand_paths(str(tmp_path)) == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+    assert expand_paths([str(tmp_path / "*.t*t"), str(tmp_path / "sub" / "z.txt")]) == [
+        str(tmp_path / n) for n in ["a.txt", "b.txt", "c.text", "sub/z.txt"]]
+    assert expand_paths(tmp_path / "a.txt") == [str(tmp_path / "a.txt")]
+
+
+# --- errors -----------------------------------------------------------------------------
+
+def test_glob_matching_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No file matches the pattern .*\*\.txt"):
+        read_documents(str(tmp_path / "*.txt"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt' does not exist"):
+        read_documents(str(tmp_path / "missing.txt"))
+
+
+def test_directory_without_txt_files(tmp_path):
+    write(tmp_path / "notes.md", "Hi.\n")
+    with pytest.raises(FileNotFoundError, match="has no \\*.txt files"):
+        read_documents(str(tmp_path))
+
+
+@pytest.mark.parametrize("content", [b"", b" \n\r\n\t\n"])
+def test_empty_file(tmp_path, content):
+    path = tmp_path / "empty.txt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"empty\.txt' is empty"):
+        read_documents(str(path))
+
+
+def test_file_with_no_sentences(tmp_path):
+    path = write(tmp_path / "headings.txt", "CHAPTER I\n\nCHAPTER II\n\nTHE END\n")
+    with pytest.raises(ValueError, match=r"headings\.txt' has no sentences"):
+        read_documents(path, format="prose")
+    only_boilerplate = ("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n"
+                        "*** END OF THE PROJECT GUTENBERG EBOOK X ***\n")
+    path = write(tmp_path / "licence.txt", only_boilerplate)
+    with pytest.raises(ValueError, match=r"licence\.txt' has no sentences"):
+        read_documents(path)
+
+
+def test_non_utf8_file_names_the_byte_and_the_fix(tmp_path):
+    path = write(tmp_path / "caesar.txt", "Ant. C\u00e6sar, my Lord.\n", encoding="latin-1")
+    with pytest.raises(ValueError, match=r"caesar\.txt' is not UTF-8: byte 0xe6 at offset 6"
+                                         r".*iconv -f latin1 -t utf-8"):
+        read_documents(path)
+
+
+def test_empty_corpus():
+    with pytest.raises(ValueError, match="is empty: no input files"):
+        read_documents([])
+
+
+def test_bad_arguments(tmp_path):
+    path = write(tmp_path / "a.txt", "Hi there.\n")
+    with pytest.raises(ValueError, match="format must be one of"):
+        read_documents(path, format="wiki")
+    with pytest.raises(ValueError, match="max_document_sentences must be a positive integer"):
+        read_documents(path, max_document_sentences=0)
+
+
+# --- split_documents ------------------------------------------------------------------------
+
+DOCUMENTS = [[f"Document {i}."] for i in range(50)]
+
+
+def test_split_is_deterministic_disjoint_complete_and_ordered():
+    train, heldout = split_documents(DOCUMENTS, 0.1, seed=7)
+    assert (train, heldout) == split_documents(DOCUMENTS, 0.1, seed=7)
+    assert len(heldout) == 5 and len(train) == 45
+    assert sorted(train + heldout) == sorted(DOCUMENTS)
+    assert train == [d for d in DOCUMENTS if d not in heldout]  # input order kept
+    assert heldout == [d for d in DOCUMENTS if d in heldout]
+    assert split_documents(DOCUMENTS, 0.1, seed=8)[1] != heldout
+
+
+def test_split_edge_cases():
+    assert split_documents(DOCUMENTS, 0.0, seed=0) == (DOCUMENTS, [])
+    assert len(split_documents(DOCUMENTS[:3], 0.01, seed=0)[1]) == 1  # at least one
+    with pytest.raises(ValueError, match="Cannot hold out 50% of 1 document"):
+        split_documents(DOCUMENTS[:1], 0.5, seed=0)
+    with pytest.raises(ValueError, match="holdout_fraction must be in"):
+        split_documents(DOCUMENTS, 1.0, seed=0)
