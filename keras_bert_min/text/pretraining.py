@@ -1,0 +1,573 @@
+"""BERT pretraining examples: sentence pairs for next-sentence prediction, masked for the masked LM.
+
+    tokenized documents --create_training_instances--> [CLS] A [SEP] B [SEP] pairs (+ static masks)
+        static masks   -> tfrecords.write_instances (Google's feature names) -> tfrecords dataset
+        no masks       -> pretraining_dataset_from_instances: masked inside tf.data, fresh every epoch
+
+The pairing and the static masking port Google's `create_pretraining_data.py` to token ids,
+rule for rule and random draw for random draw: the same tokenized documents and seed give
+the same instances as Google's script (with ids in place of token strings). Dynamic masking
+uses tensorflow-text's `RandomItemSelector`, `MaskValuesChooser` and `mask_language_model`
+with the same rate, cap, 80/10/10 split and special tokens; see `dynamic_mask` for the two
+small differences.
+
+Every example becomes the flat feature dict of DESIGN.md (`FEATURE_NAMES`), padded to static
+shapes: `input_word_ids`, `input_mask`, `input_type_ids` [S], `masked_lm_positions`,
+`masked_lm_ids` [P] and float32 `masked_lm_weights` [P] (1.0 on predictions, 0.0 on padding),
+and `next_sentence_labels` [1] (1 when B is a random sentence, Google's convention).
+"""
+
+import dataclasses
+import functools
+import random
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+FEATURE_NAMES = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
+                 "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
+
+# [CLS] A [SEP] B [SEP] with at least one token in each segment.
+MIN_SEQ_LENGTH = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingVocab:
+    """What pretraining needs to know about a WordPiece vocabulary.
+
+    Args:
+        size: number of tokens; random replacement tokens are drawn from [0, size).
+        cls_id, sep_id, mask_id, pad_id: ids of `[CLS]`, `[SEP]`, `[MASK]` and `[PAD]`.
+        subword_ids: ids of the `##` continuation pieces, for whole-word masking.
+
+    Example:
+    >>> vocab = PretrainingVocab.from_tokens(["[PAD]", "[CLS]", "[SEP]", "[MASK]", "un", "##able"])
+    >>> vocab.cls_id, vocab.subword_ids
+    (1, frozenset({5}))
+    """
+
+    size: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    pad_id: int = 0
+    subword_ids: frozenset = frozenset()
+
+    @classmethod
+    def from_tokens(cls, tokens):
+        """From the vocabulary's tokens in id order (the lines of a `vocab.txt`)."""
+        tokens = list(tokens)
+        ids = {token: index for index, token in enumerate(tokens)}
+        missing = [t for t in ("[CLS]", "[SEP]", "[MASK]", "[PAD]") if t not in ids]
+        if missing:
+            raise ValueError(f"The vocabulary lacks the special token(s) {missing}; a BERT "
+                             "vocab.txt has [PAD], [UNK], [CLS], [SEP] and [MASK].")
+        return cls(size=len(tokens), cls_id=ids["[CLS]"], sep_id=ids["[SEP]"],
+                   mask_id=ids["[MASK]"], pad_id=ids["[PAD]"],
+                   subword_ids=frozenset(i for i, t in enumerate(tokens) if t.startswith("##")))
+
+    @classmethod
+    def from_preprocessor(cls, preprocessor):
+        """From a `BertPreprocessor` (its `vocab` tokens and special ids)."""
+        vocab = cls.from_tokens(preprocessor.vocab)
+        return dataclasses.replace(vocab, cls_id=int(preprocessor.cls_id),
+                                   sep_id=int(preprocessor.sep_id),
+                                   mask_id=int(preprocessor.mask_id), pad_id=int(preprocessor.pad_id))
+
+
+@dataclasses.dataclass
+class TrainingInstance:
+    """One sentence pair, as Google's `TrainingInstance` with token ids.
+
+    `tokens` is `[CLS] A [SEP] B [SEP]`, already masked when the instance was masked statically;
+    `masked_lm_positions` (ascending) and `masked_lm_ids` (the original tokens) are then the
+    predictions, and empty for instances left to dynamic masking.
+    """
+
+    tokens: list
+    segment_ids: list
+    is_random_next: bool
+    masked_lm_positions: list = dataclasses.field(default_factory=list)
+    masked_lm_ids: list = dataclasses.field(default_factory=list)
+
+
+def tokenize_documents(documents, preprocessor, batch_size=1024):
+    """Tokenizes documents of sentence strings into documents of sentences of token ids.
+
+    Sentences that tokenize to nothing and documents left empty are dropped, as Google does.
+
+    Args:
+        documents: list of documents, each a list of sentence strings (`corpus.read_documents`).
+        preprocessor: anything with `tokenize(tf.string [B]) -> RaggedTensor [B, (pieces)]`,
+            such as `BertPreprocessor`; a `[B, (words), (pieces)]` result is flattened.
+        batch_size: sentences per `tokenize` call.
+
+    Example:
+    >>> tokenize_documents([["Hello world."]], preprocessor)  # doctest: +SKIP
+    [[[7592, 2088, 1012]]]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    sentences = [sentence for document in documents for sentence in document]
+    ids = []
+    for start in range(0, len(sentences), batch_size):
+        pieces = preprocessor.tokenize(tf.constant(sentences[start:start + batch_size]))
+        if pieces.ragged_rank > 1:
+            pieces = pieces.merge_dims(1, -1)
+        ids.extend(pieces.to_list())
+    tokenized, cursor = [], 0
+    for document in documents:
+        sentences_ids = [s for s in ids[cursor:cursor + len(document)] if s]
+        cursor += len(document)
+        if sentences_ids:
+            tokenized.append(sentences_ids)
+    return tokenized
+
+
+# --- static: Google's create_pretraining_data.py on token ids ----------------------------------
+
+def create_training_instances(documents, vocab, max_seq_length=128, max_predictions_per_seq=20,
+                              masked_lm_prob=0.15, short_seq_prob=0.1, dupe_factor=10,
+                              do_whole_word_mask=False, static_masking=True, seed=12345):
+    """Sentence pairs from tokenized documents, as Google's `create_training_instances`.
+
+    Empty sentences and documents are dropped, the documents shuffled, every document turned
+    into pairs `dupe_factor` times, and the pairs shuffled, all from one `random.Random(seed)`.
+
+    Args:
+        documents: list of documents, each a list of sentences, each a list of int token ids.
+        vocab: a `PretrainingVocab`.
+        max_seq_length: length of `[CLS] A [SEP] B [SEP]`, at least 5.
+        max_predictions_per_seq: cap on the masked positions of one sequence.
+        masked_lm_prob: share of the tokens to predict.
+        short_seq_prob: how often a pair aims at a random shorter length.
+        dupe_factor: passes over the corpus (each with different pairs and masks).
+        do_whole_word_mask: mask the `##` pieces of a word together with it.
+        static_masking: mask now (Google's way); False leaves the pairs unmasked for
+            `pretraining_dataset_from_instances`, which masks them afresh every epoch.
+        seed: the seed of the one random number generator.
+
+    Returns:
+        A list of `TrainingInstance`.
+
+    Example:
+    >>> vocab = PretrainingVocab(size=20, cls_id=1, sep_id=2, mask_id=3)
+    >>> docs = [[[5, 6], [7, 8, 9]], [[10, 11], [12]]]
+    >>> instances = create_training_instances(docs, vocab, max_seq_length=16, dupe_factor=1)
+    >>> instances[0].tokens[0] == vocab.cls_id
+    True
+    """
+    _check_lengths(max_seq_length, max_predictions_per_seq)
+    _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
+    _check_fraction("short_seq_prob", short_seq_prob)
+    if isinstance(dupe_factor, bool) or not isinstance(dupe_factor, int) or dupe_factor < 1:
+        raise ValueError(f"dupe_factor must be a positive integer, got {dupe_factor!r}.")
+    all_documents = _clean_documents(documents, vocab)
+    rng = random.Random(seed)
+    rng.shuffle(all_documents)
+    mask_fn = None
+    if static_masking:
+        mask_fn = functools.partial(
+            create_masked_lm_predictions, masked_lm_prob=masked_lm_prob,
+            max_predictions_per_seq=max_predictions_per_seq, vocab=vocab,
+            do_whole_word_mask=do_whole_word_mask)
+    instances = []
+    for _ in range(dupe_factor):
+        for document_index in range(len(all_documents)):
+            instances.extend(create_instances_from_document(
+                all_documents, document_index, max_seq_length, short_seq_prob, vocab, rng,
+                mask_fn))
+    rng.shuffle(instances)
+    return instances
+
+
+def create_instances_from_document(all_documents, document_index, max_seq_length, short_seq_prob,
+                                   vocab, rng, mask_fn=None):
+    """The pairs of one document, as Google's function of the same name.
+
+    Whole sentences are gathered into a chunk until it reaches the target length (the full
+    `max_seq_length - 3` tokens, or with probability `short_seq_prob` a random shorter one).
+    A random number of its leading sentences form A. B is the rest of the chunk, or, half of
+    the time and always when the chunk is a single sentence, a span from a random other
+    document; the chunk's unused sentences then go back to the document for the next pair.
+
+    Args:
+        all_documents: the cleaned documents (lists of non-empty sentences of ids).
+        document_index: which document to pair.
+        max_seq_length, short_seq_prob: as `create_training_instances`.
+        vocab: a `PretrainingVocab`.
+        rng: the `random.Random` shared by the whole run.
+        mask_fn: `mask_fn(tokens, rng) -> (tokens, positions, ids)` or None for no masking.
+    """
+    document = all_documents[document_index]
+    max_num_tokens = max_seq_length - 3  # room for [CLS], [SEP], [SEP]
+    target_seq_length = max_num_tokens
+    if rng.random() < short_seq_prob:
+        target_seq_length = rng.randint(2, max_num_tokens)
+
+    instances, chunk, chunk_length, i = [], [], 0, 0
+    while i < len(document):
+        chunk.append(document[i])
+        chunk_length += len(document[i])
+        if i == len(document) - 1 or chunk_length >= target_seq_length:
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            tokens_a = [token for sentence in chunk[:a_end] for token in sentence]
+            is_random_next = len(chunk) == 1 or rng.random() < 0.5
+            if is_random_next:
+                tokens_b = _random_span(all_documents, document_index,
+                                        target_seq_length - len(tokens_a), rng)
+                i -= len(chunk) - a_end  # put the unused sentences back
+            else:
+                tokens_b = [token for sentence in chunk[a_end:] for token in sentence]
+            truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+
+            tokens = [vocab.cls_id, *tokens_a, vocab.sep_id, *tokens_b, vocab.sep_id]
+            segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+            instance = TrainingInstance(tokens, segment_ids, is_random_next)
+            if mask_fn is not None:
+                (instance.tokens, instance.masked_lm_positions,
+                 instance.masked_lm_ids) = mask_fn(tokens, rng=rng)
+            instances.append(instance)
+            chunk, chunk_length = [], 0
+        i += 1
+    return instances
+
+
+def _random_span(all_documents, document_index, target_length, rng):
+    """Sentences from a random start in a random other document, until `target_length` tokens."""
+    # Ten tries to avoid the current document, as Google's; a one-document corpus keeps it.
+    for _ in range(10):
+        random_index = rng.randint(0, len(all_documents) - 1)
+        if random_index != document_index:
+            break
+    random_document = all_documents[random_index]
+    tokens = []
+    for sentence in random_document[rng.randint(0, len(random_document) - 1):]:
+        tokens.extend(sentence)
+        if len(tokens) >= target_length:
+            break
+    return tokens
+
+
+def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
+    """Trims the longer of two lists in place, one token at a time from a random end, until
+    their total length is at most `max_num_tokens` (B is trimmed on a tie, as Google's)."""
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        # Both ends, so that no part of a sentence is systematically lost.
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+def create_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq, vocab, rng,
+                                 do_whole_word_mask=False):
+    """Masks a packed sequence, as Google's function of the same name.
+
+    `min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob)))` positions
+    other than `[CLS]` and `[SEP]` are picked at random (with whole-word masking, whole words,
+    skipping a word whose pieces would overshoot the count). Each becomes `[MASK]` 80% of
+    the time, a random vocabulary token 10%, and stays itself 10%.
+
+    Returns:
+        `(masked_tokens, positions, original_ids)`, positions ascending.
+
+    Example:
+    >>> vocab = PretrainingVocab(size=20, cls_id=1, sep_id=2, mask_id=3)
+    >>> _, positions, ids = create_masked_lm_predictions(
+    ...     [1, 5, 6, 2, 7, 2], 0.15, 20, vocab, random.Random(0))
+    >>> len(positions), ids == [[1, 5, 6, 2, 7, 2][p] for p in positions]
+    (1, True)
+    """
+    candidates = []  # lists of positions masked together
+    for position, token in enumerate(tokens):
+        if token in (vocab.cls_id, vocab.sep_id):
+            continue
+        if do_whole_word_mask and candidates and token in vocab.subword_ids:
+            candidates[-1].append(position)
+        else:
+            candidates.append([position])
+    rng.shuffle(candidates)
+
+    num_to_predict = min(max_predictions_per_seq,
+                         max(1, int(round(len(tokens) * masked_lm_prob))))
+    output_tokens = list(tokens)
+    positions = []
+    for word in candidates:
+        if len(positions) >= num_to_predict:
+            break
+        if len(positions) + len(word) > num_to_predict:
+            continue  # this whole word would overshoot; a shorter one may still fit
+        for position in word:
+            if rng.random() < 0.8:
+                output_tokens[position] = vocab.mask_id
+            elif rng.random() < 0.5:
+                output_tokens[position] = tokens[position]
+            else:
+                output_tokens[position] = rng.randint(0, vocab.size - 1)
+            positions.append(position)
+    positions.sort()
+    return output_tokens, positions, [tokens[p] for p in positions]
+
+
+def instance_to_features(instance, seq_length, max_predictions_per_seq, pad_id=0):
+    """The flat feature dict of one statically masked instance, padded to static shapes.
+
+    Example:
+    >>> features = instance_to_features(TrainingInstance([1, 3, 2, 7, 2], [0, 0, 0, 1, 1], True,
+    ...                                                  [1], [5]), 8, 2)
+    >>> features["input_word_ids"].tolist(), features["masked_lm_weights"].tolist()
+    ([1, 3, 2, 7, 2, 0, 0, 0], [1.0, 0.0])
+    """
+    length, num_predictions = len(instance.tokens), len(instance.masked_lm_positions)
+    if length > seq_length:
+        raise ValueError(f"An instance has {length} tokens, more than seq_length={seq_length}; "
+                         "use the max_seq_length the instances were built with.")
+    if num_predictions > max_predictions_per_seq:
+        raise ValueError(f"An instance has {num_predictions} masked positions, more than "
+                         f"max_predictions_per_seq={max_predictions_per_seq}.")
+
+    def padded(values, size, value=0, dtype=np.int32):
+        return np.array(list(values) + [value] * (size - len(values)), dtype)
+
+    return {
+        "input_word_ids": padded(instance.tokens, seq_length, pad_id),
+        "input_mask": padded([1] * length, seq_length),
+        "input_type_ids": padded(instance.segment_ids, seq_length),
+        "masked_lm_positions": padded(instance.masked_lm_positions, max_predictions_per_seq),
+        "masked_lm_ids": padded(instance.masked_lm_ids, max_predictions_per_seq),
+        "masked_lm_weights": padded([1.0] * num_predictions, max_predictions_per_seq, 0.0,
+                                    np.float32),
+        "next_sentence_labels": np.array([int(instance.is_random_next)], np.int32),
+    }
+
+
+# --- dynamic: tensorflow-text masking inside tf.data --------------------------------------------
+
+def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=0.15,
+                 do_whole_word_mask=False):
+    """Masks a ragged batch with tensorflow-text, with the statistics of the static masking.
+
+    Per sequence, `min(max_predictions_per_seq, ceil(masked_lm_prob * maskable))` positions
+    are picked among the tokens other than `[CLS]`, `[SEP]` and `[PAD]`, then 80/10/10 as
+    Google's. The differences from the static rule are small: the count is 15% of the
+    maskable tokens rounded up (in float32) rather than 15% of all tokens rounded, the same
+    on average within 0.1 token. With whole-word masking the count is of words, so about half a
+    word more is masked on average (0.7% of the tokens at length 128), whole words are dropped
+    at random while their pieces overshoot the cap, and a `##` piece right after `[SEP]` starts
+    a word of its own instead of joining the last word before the `[SEP]`.
+
+    Args:
+        input_word_ids: int RaggedTensor [B, (tokens)], unpadded `[CLS] A [SEP] B [SEP]` rows.
+        vocab: a `PretrainingVocab`.
+        max_predictions_per_seq, masked_lm_prob, do_whole_word_mask: as the static masking.
+
+    Returns:
+        `(masked_word_ids, masked_lm_positions, masked_lm_ids)`, RaggedTensors [B, (tokens)],
+        [B, (predictions)] and [B, (predictions)]; positions ascending, int64.
+
+    Example:
+    >>> vocab = PretrainingVocab(size=20, cls_id=1, sep_id=2, mask_id=3)
+    >>> ids = tf.ragged.constant([[1, 5, 6, 7, 2, 8, 2]])
+    >>> _, positions, labels = dynamic_mask(ids, vocab, max_predictions_per_seq=4)
+    >>> positions.shape.as_list(), labels.shape.as_list()
+    ([1, None], [1, None])
+    """
+    selector_args = dict(
+        max_selections_per_batch=max_predictions_per_seq,  # per row, despite the name
+        selection_rate=masked_lm_prob,
+        unselectable_ids=sorted({vocab.cls_id, vocab.sep_id, vocab.pad_id}))
+    chooser = tf_text.MaskValuesChooser(vocab.size, vocab.mask_id, mask_token_rate=0.8,
+                                        random_token_rate=0.1)
+    if do_whole_word_mask:
+        # tensorflow-text masks whole items of a [B, (words), (pieces)] tensor.
+        input_word_ids = _group_word_pieces(input_word_ids, vocab)
+        selector = _WholeWordSelector(max_pieces=max_predictions_per_seq, **selector_args)
+    else:
+        selector = tf_text.RandomItemSelector(**selector_args)
+    return tf_text.mask_language_model(input_word_ids, selector, chooser)
+
+
+def _group_word_pieces(input_word_ids, vocab):
+    """[B, (tokens)] -> [B, (words), (pieces)]: a word starts at every token that is not a `##`
+    piece, and at every token at a row start, after `[CLS]`/`[SEP]` or being one of them."""
+    ids = input_word_ids.flat_values
+    is_special = tf.logical_or(tf.equal(ids, vocab.cls_id), tf.equal(ids, vocab.sep_id))
+    is_subword_table = np.zeros(vocab.size, bool)
+    is_subword_table[list(vocab.subword_ids)] = True
+    is_subword = tf.gather(tf.constant(is_subword_table), ids)
+    after_special = tf.concat([[True], is_special[:-1]], axis=0)
+    row_starts = tf.gather(input_word_ids.row_starts(), input_word_ids.value_rowids())
+    is_row_start = tf.equal(tf.range(tf.size(ids, out_type=tf.int64)), row_starts)
+    starts_word = ~is_subword | is_special | after_special | is_row_start
+    words = tf.RaggedTensor.from_row_starts(ids, tf.where(starts_word)[:, 0])
+    words_per_row = tf.reduce_sum(
+        tf.cast(input_word_ids.with_flat_values(starts_word), tf.int64), axis=1)
+    return tf.RaggedTensor.from_row_lengths(words, words_per_row)
+
+
+class _WholeWordSelector(tf_text.RandomItemSelector):
+    """`RandomItemSelector` over words that also caps the selected *pieces*, as Google's cap.
+
+    tensorflow-text caps the number of words; whole words are then dropped, in random order,
+    until their pieces fit in `max_pieces` (Google skips a word that would overshoot).
+    """
+
+    def __init__(self, max_pieces, **kwargs):
+        super().__init__(**kwargs)
+        self.max_pieces = max_pieces
+
+    def get_selection_mask(self, input_ids, axis):
+        selected = super().get_selection_mask(input_ids, axis)  # [B, (words)]
+        pieces = tf.where(selected.flat_values, input_ids.row_lengths(axis=2).flat_values, 0)
+        priority = tf.where(selected.flat_values,
+                            tf.random.uniform(tf.shape(selected.flat_values)), 2.0)
+        order = tf.argsort(selected.with_flat_values(priority).to_tensor(default_value=3.0), axis=1)
+        pieces_in_order = tf.gather(selected.with_flat_values(pieces).to_tensor(), order,
+                                    batch_dims=1)
+        fits_in_order = tf.cumsum(pieces_in_order, axis=1) <= self.max_pieces
+        fits = tf.gather(fits_in_order, tf.argsort(order, axis=1), batch_dims=1)
+        return selected & tf.RaggedTensor.from_tensor(fits, lengths=selected.row_lengths())
+
+
+def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
+                                       max_predictions_per_seq, masked_lm_prob=0.15,
+                                       do_whole_word_mask=False, shuffle=True, repeat=True,
+                                       seed=None, input_context=None):
+    """A `tf.data.Dataset` of batched feature dicts, masked afresh every time it is iterated.
+
+    Every pipeline holds all instances and reads every `num_input_pipelines`-th one from
+    `input_pipeline_id` (deterministic sharding of the instances; build the instances with the
+    same seed on every worker).
+
+    Args:
+        instances: unmasked `TrainingInstance`s (`create_training_instances(...,
+            static_masking=False)`).
+        vocab: a `PretrainingVocab`.
+        batch_size: examples per batch of this pipeline (per replica); the last partial batch
+            is dropped so that every shape is static.
+        seq_length, max_predictions_per_seq: S and P of the padded features.
+        masked_lm_prob, do_whole_word_mask: as `dynamic_mask`.
+        shuffle, repeat, seed: shuffle the instances every epoch / repeat forever / seed of the
+            shuffle. The masks come from TF's global random state (`tf.random.set_seed`).
+        input_context: an optional `tf.distribute.InputContext`.
+
+    Returns:
+        A dataset of `FEATURE_NAMES` dicts, shapes [batch_size, seq_length],
+        [batch_size, max_predictions_per_seq] and [batch_size, 1].
+
+    Example:
+    >>> instances = create_training_instances(docs, vocab, 128, static_masking=False)  # doctest: +SKIP
+    >>> dataset = pretraining_dataset_from_instances(instances, vocab, 32, 128, 20)  # doctest: +SKIP
+    """
+    _check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
+    _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
+    _check_batch_size(batch_size)
+    if any(instance.masked_lm_positions for instance in instances):
+        raise ValueError("The instances are already masked; build them with "
+                         "create_training_instances(..., static_masking=False) for dynamic "
+                         "masking, or write them with tfrecords.write_instances.")
+    longest = max((len(instance.tokens) for instance in instances), default=0)
+    if longest > seq_length:
+        raise ValueError(f"An instance has {longest} tokens, more than seq_length={seq_length}; "
+                         "pass the max_seq_length the instances were built with.")
+    num_pipelines, pipeline_id = _pipelines(input_context)
+    if len(instances) // num_pipelines < batch_size:
+        raise ValueError(
+            f"{len(instances)} instances over {num_pipelines} input pipeline(s) do not fill one "
+            f"batch of {batch_size}; use more text or a smaller batch_size.")
+
+    def ragged(values):
+        return tf.RaggedTensor.from_row_lengths(
+            np.concatenate(values).astype(np.int32), [len(v) for v in values])
+
+    dataset = tf.data.Dataset.from_tensor_slices({
+        "input_word_ids": ragged([instance.tokens for instance in instances]),
+        "input_type_ids": ragged([instance.segment_ids for instance in instances]),
+        "next_sentence_labels": np.array([[int(instance.is_random_next)] for instance in instances],
+                                         np.int32),
+    })
+    dataset = dataset.shard(num_pipelines, pipeline_id)
+    if shuffle:
+        dataset = dataset.shuffle(len(instances) // num_pipelines, seed=seed,
+                                  reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.ragged_batch(batch_size, drop_remainder=True)
+
+    def mask_and_pad(batch):
+        word_ids, positions, labels = dynamic_mask(
+            batch["input_word_ids"], vocab, max_predictions_per_seq, masked_lm_prob,
+            do_whole_word_mask)
+        tokens_shape = [batch_size, seq_length]
+        predictions_shape = [batch_size, max_predictions_per_seq]
+        return {
+            "input_word_ids": word_ids.to_tensor(vocab.pad_id, shape=tokens_shape),
+            "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=tokens_shape),
+            "input_type_ids": batch["input_type_ids"].to_tensor(0, shape=tokens_shape),
+            "masked_lm_positions": tf.cast(positions, tf.int32).to_tensor(0, shape=predictions_shape),
+            "masked_lm_ids": tf.cast(labels, tf.int32).to_tensor(0, shape=predictions_shape),
+            "masked_lm_weights": tf.ones_like(labels, tf.float32).to_tensor(
+                0.0, shape=predictions_shape),
+            "next_sentence_labels": batch["next_sentence_labels"],
+        }
+
+    dataset = dataset.map(mask_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+def _pipelines(input_context):
+    if input_context is None:
+        return 1, 0
+    return input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
+def _check_lengths(max_seq_length, max_predictions_per_seq, name="max_seq_length"):
+    if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) \
+            or max_seq_length < MIN_SEQ_LENGTH:
+        raise ValueError(
+            f"{name} must be an integer of at least {MIN_SEQ_LENGTH} ([CLS] A [SEP] B [SEP] "
+            f"with a token in each segment), got {max_seq_length!r}.")
+    if isinstance(max_predictions_per_seq, bool) or not isinstance(max_predictions_per_seq, int) \
+            or max_predictions_per_seq < 1:
+        raise ValueError(f"max_predictions_per_seq must be a positive integer (Google uses 20 "
+                         f"for 128 tokens), got {max_predictions_per_seq!r}.")
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+
+
+def _check_fraction(name, value, low_open=False):
+    low_ok = value > 0.0 if low_open else value >= 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low_ok and value <= 1):
+        interval = "(0, 1]" if low_open else "[0, 1]"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}.")
+
+
+def _clean_documents(documents, vocab):
+    """Drops empty sentences and documents (as Google does) and checks the ids."""
+    if not documents:
+        raise ValueError("documents is empty; pass a list of documents, each a list of "
+                         "sentences of token ids (see tokenize_documents).")
+    cleaned = []
+    for document in documents:
+        sentences = [list(sentence) for sentence in document if len(sentence)]
+        for sentence in sentences:
+            bad = [t for t in sentence
+                   if isinstance(t, bool) or not isinstance(t, (int, np.integer))
+                   or not 0 <= t < vocab.size]
+            if bad:
+                raise ValueError(f"Token id {bad[0]!r} is not an int in [0, {vocab.size}); "
+                                 "tokenize with the vocabulary given as `vocab`.")
+        if sentences:
+            cleaned.append(sentences)
+    if not cleaned:
+        raise ValueError(f"None of the {len(documents)} documents has a non-empty sentence; "
+                         "each document must be a list of sentences of token ids.")
+    return cleaned
