@@ -1,0 +1,385 @@
+"""BertPreprocessor: text to the three BERT encoder inputs, as TF ops, with Google's exact ids.
+
+The pipeline is Google's `FullTokenizer` (`tokenization.py`) followed by the packing of
+`run_classifier.py`, one TF op per rule, so it runs eagerly, inside `tf.data` and inside a
+SavedModel served by stock TF Serving:
+
+    clean      drop invalid UTF-8, NUL, U+FFFD and control/format characters (Cc, Cf);
+               tab, newline, carriage return and space separators become a space
+    lower      (lower_case only) Python's `str.lower()`, then NFD, then drop accents (Mn)
+    split      on spaces, and around punctuation and CJK ideographs, which become words
+    WordPiece  greedy longest match first with "##"; a word over 200 characters is [UNK]
+    pack       [CLS] A [SEP] (B [SEP]), pairs trimmed as `_truncate_seq_pair`, zero-padded
+
+Why not tensorflow-text's `BertTokenizer(lower_case=True)`: it case-folds with NFKC (so "ﬁ"
+becomes "fi" and full-width letters become ASCII, which Google's code leaves alone) and turns
+control characters into spaces (Google deletes them, joining the words around them). Here the
+normalisation is done with core string ops instead, and tensorflow-text only splits words and
+runs WordPiece.
+
+Known differences from Python, all in characters that Unicode 14 (Python 3.11's `unicodedata`)
+added after the Unicode version of TensorFlow's ICU and RE2 tables: the capital letters
+U+2C2F, U+A7C0, U+A7D0, U+A7D6, U+A7D8 and U+10570..U+10595 (Vithkuqi) are not lower-cased here.
+Lower-casing itself matches Python exactly elsewhere, final sigma and dotted capital I included,
+because `tf.strings.lower(..., encoding="utf-8")` applies ICU's full case mapping as Python does.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as text
+
+from keras_bert_min.text.vocab import (CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, RESERVED_TOKENS, SEP_TOKEN,
+                                       UNK_TOKEN, read_vocab)
+
+# Nothing here branches on tensor values, so AutoGraph has nothing to convert; skipping it
+# makes tracing inside a user's tf.function (or a tf.data map) several times faster.
+_plain_tf = tf.autograph.experimental.do_not_convert
+
+# Google's WordpieceTokenizer turns a word of more characters than this into one [UNK].
+MAX_CHARS_PER_WORD = 200
+
+# Google's `_is_whitespace`, plus U+2028 and U+2029, on which its `str.split()` also splits.
+_WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
+# Google's `_clean_text` deletes these (\t \n \r were turned into spaces before).
+_DELETED = r"[\x00\x{FFFD}\p{Cc}\p{Cf}]"
+# Google's `_is_punctuation`: all non-alphanumeric ASCII, and every Unicode P* category.
+_PUNCTUATION = r"[!-/:-@\[-`{-~\p{P}]"
+# Google's `_is_chinese_char`: the CJK Unified Ideographs blocks and compatibility ideographs.
+_CJK = (r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
+        r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]")
+
+# The tensorflow-text ops that stock TF Serving links in. Every other op of a serving graph
+# must be a core TensorFlow op (see `unservable_ops`).
+SERVING_SAFE_TF_TEXT_OPS = frozenset({
+    "WordpieceTokenizeWithOffsets",       # WordpieceTokenizer, BertTokenizer
+    "FastWordpieceTokenizeWithOffsets",   # FastWordpieceTokenizer
+    "RegexSplitWithOffsets",              # regex_split, BertTokenizer's BasicTokenizer
+    "NormalizeUTF8",                      # normalize_utf8
+    "CaseFoldUTF8",                       # case_fold_utf8
+})
+
+
+def normalize_text(strings, lower_case=True):
+    """Google's `_clean_text`, and with `lower_case` its lower-casing and accent stripping.
+
+    Args:
+        strings: tf.string tensor of any shape.
+        lower_case: lower-case, NFD-decompose and drop combining marks (Mn).
+
+    Returns:
+        tf.string tensor of the same shape.
+
+    Example:
+    >>> normalize_text(tf.constant(["Café\\u200b au\\tLAIT"])).numpy()
+    array([b'cafe au lait'], dtype=object)
+    """
+    # Google decodes bytes with errors="ignore": invalid UTF-8 bytes vanish.
+    strings = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="ignore")
+    strings = tf.strings.regex_replace(strings, _WHITESPACE, " ")
+    strings = tf.strings.regex_replace(strings, _DELETED, "")
+    if lower_case:
+        strings = tf.strings.lower(strings, encoding="utf-8")
+        strings = text.normalize_utf8(strings, "NFD")
+        strings = tf.strings.regex_replace(strings, r"\p{Mn}", "")
+    return strings
+
+
+def split_words(strings, lower_case=True):
+    """Google's `BasicTokenizer`: normalised words, punctuation and CJK characters on their own.
+
+    Args:
+        strings: tf.string tensor [B].
+        lower_case: as in `normalize_text`.
+
+    Returns:
+        tf.string RaggedTensor [B, (words)].
+
+    Example:
+    >>> split_words(tf.constant(["Hello, world!"])).to_list()
+    [[b'hello', b',', b'world', b'!']]
+    """
+    strings = normalize_text(strings, lower_case)
+    return text.regex_split(strings, delim_regex_pattern=f" +|{_PUNCTUATION}|{_CJK}",
+                            keep_delim_regex_pattern=f"{_PUNCTUATION}|{_CJK}")
+
+
+def pair_truncation_lengths(len_a, len_b, budget):
+    """How many tokens of A and of B `run_classifier._truncate_seq_pair` keeps, in closed form.
+
+    Google pops from the longer list, from B on a tie, until `len_a + len_b <= budget`. So a
+    side shorter than its half of the budget is kept whole and the other side gets the rest;
+    otherwise A keeps ceil(budget / 2) and B floor(budget / 2).
+
+    Args:
+        len_a, len_b: int tensors of the same shape, the untruncated lengths.
+        budget: int, tokens left for A and B together (seq_length - 3).
+
+    Returns:
+        (kept_a, kept_b), int tensors like `len_a`.
+
+    Example:
+    >>> [int(n) for n in pair_truncation_lengths(tf.constant(9), tf.constant(2), 5)]
+    [3, 2]
+    """
+    kept_a = tf.minimum(len_a, tf.maximum(budget - len_b, (budget + 1) // 2))
+    kept_b = tf.minimum(len_b, tf.maximum(budget - len_a, budget // 2))
+    return kept_a, kept_b
+
+
+class BertPreprocessor(tf.Module):
+    """Text, or text pairs, to `input_word_ids`, `input_mask` and `input_type_ids`.
+
+    Gives exactly the ids of Google's `tokenization.FullTokenizer` (see the module docstring
+    for the rules and the few known differences) and packs them as `run_classifier.py` does.
+    Text never yields a special token: a typed "[SEP]" is the three words "[", "sep", "]".
+    A `tf.Module`, so a SavedModel that holds it also holds its vocab table.
+
+    Args:
+        vocab_file: a BERT `vocab.txt` (see `read_vocab`).
+        seq_length: length of the packed outputs; at least 3 ([CLS] [SEP] [SEP]).
+        lower_case: lower-case and strip accents, as for Google's uncased models.
+
+    Call with a tf.string batch [B] (or a list of str) for single texts, or a list or tuple of
+    two such batches for pairs. Returns a dict of int32 [B, seq_length] tensors.
+
+    Example:
+    >>> preprocessor = BertPreprocessor("vocab.txt", seq_length=8)
+    >>> preprocessor(["Hello world!"])["input_word_ids"]  # [CLS] hello world ! [SEP] 0 0 0
+    >>> preprocessor([["Is it?"], ["Yes."]])["input_type_ids"]  # 0 0 0 0 0 1 1 1
+    """
+
+    def __init__(self, vocab_file, seq_length, lower_case=True, name="bert_preprocessor"):
+        super().__init__(name=name)
+        if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 3:
+            raise ValueError(f"seq_length must be an int >= 3 to hold [CLS] and two [SEP] "
+                             f"tokens, got {seq_length!r}.")
+        if not isinstance(lower_case, bool):
+            raise ValueError(f"lower_case must be True or False, got {lower_case!r}.")
+        self._vocab_file = os.fspath(vocab_file)
+        self._seq_length = seq_length
+        self._lower_case = lower_case
+        vocab = read_vocab(self._vocab_file)
+        # An array, not a list: tf.Module walks every item of a list or dict attribute whenever
+        # it is saved or asked for its variables, which is slow for 30k tokens.
+        self._vocab = np.array(vocab, dtype=object)
+        self._special_ids = {token: vocab.index(token) for token in RESERVED_TOKENS}
+
+        self.vocab_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(vocab, tf.range(len(vocab), dtype=tf.int64)),
+            default_value=-1)
+        longest_piece = max(len(token.removeprefix("##")) for token in vocab)
+        self._wordpiece = text.WordpieceTokenizer(
+            self.vocab_table,
+            token_out_type=tf.int32,
+            unknown_token=UNK_TOKEN,
+            # Words over MAX_CHARS_PER_WORD characters are replaced before WordPiece runs, so
+            # the byte limit must let through any shorter word (up to 4 bytes a character).
+            max_bytes_per_word=4 * MAX_CHARS_PER_WORD,
+            # No piece is longer, so the greedy search may start there: same result, faster.
+            max_chars_per_token=longest_piece)
+
+    # --- properties --------------------------------------------------------------------------
+
+    @property
+    def vocab(self):
+        """The tokens, id = position."""
+        return self._vocab.tolist()
+
+    @property
+    def vocab_size(self):
+        return len(self._vocab)
+
+    @property
+    def pad_id(self):
+        return self._special_ids[PAD_TOKEN]
+
+    @property
+    def unk_id(self):
+        return self._special_ids[UNK_TOKEN]
+
+    @property
+    def cls_id(self):
+        return self._special_ids[CLS_TOKEN]
+
+    @property
+    def sep_id(self):
+        return self._special_ids[SEP_TOKEN]
+
+    @property
+    def mask_id(self):
+        return self._special_ids[MASK_TOKEN]
+
+    @property
+    def seq_length(self):
+        return self._seq_length
+
+    @property
+    def lower_case(self):
+        return self._lower_case
+
+    def get_config(self):
+        return {"vocab_file": self._vocab_file, "seq_length": self._seq_length,
+                "lower_case": self._lower_case}
+
+    # --- text to ids ---------------------------------------------------------------------------
+
+    @_plain_tf
+    def tokenize(self, strings):
+        """WordPiece ids of each string, as Google's `FullTokenizer` gives them.
+
+        Args:
+            strings: tf.string [B] (or a list of str).
+
+        Returns:
+            int32 RaggedTensor [B, (wordpieces)], no special tokens added.
+
+        Example:
+        >>> preprocessor.tokenize(["unaffable"])  # [[un, ##aff, ##able]]
+        """
+        strings = _as_string_batch(strings)
+        words = split_words(strings, self._lower_case)
+        # Replacing a too-long word by the literal "[UNK]" makes WordPiece emit exactly one
+        # [UNK] for it; a real word can never be "[UNK]", since "[" and "]" split words.
+        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
+        words = words.with_flat_values(tf.where(too_long, UNK_TOKEN, words.flat_values))
+        pieces = self._wordpiece.tokenize(words)  # [B, (words), (pieces)]
+        return pieces.merge_dims(1, 2)
+
+    @_plain_tf
+    def pack(self, segments):
+        """`[CLS] A [SEP] (B [SEP])`, truncated to `seq_length` and zero-padded.
+
+        A single segment keeps its first `seq_length - 2` ids; a pair is trimmed as
+        `run_classifier._truncate_seq_pair` does (see `pair_truncation_lengths`).
+
+        Args:
+            segments: a list of one or two int32 RaggedTensors [B, (ids)], e.g. from `tokenize`.
+
+        Returns:
+            dict of int32 [B, seq_length] tensors `input_word_ids` (padded with `pad_id`),
+            `input_mask` (1 on tokens) and `input_type_ids` (1 on `B [SEP]`).
+
+        Example:
+        >>> preprocessor.pack([preprocessor.tokenize(["a question"]),
+        ...                    preprocessor.tokenize(["an answer"])])
+        """
+        segments = list(segments)
+        if len(segments) not in (1, 2):
+            raise ValueError(f"pack() takes one segment or a pair of segments, got {len(segments)}.")
+        segments = [_as_ragged_ids(segment) for segment in segments]
+        if len(segments) == 1:
+            segments = [segments[0][:, :self._seq_length - 2]]
+        else:
+            lengths = [segment.row_lengths() for segment in segments]
+            kept = pair_truncation_lengths(*lengths, self._seq_length - 3)
+            segments = [_keep_first(segment, count) for segment, count in zip(segments, kept)]
+
+        batch_size = segments[0].nrows(out_type=tf.int32)
+        cls = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], self.cls_id))
+        sep = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], self.sep_id))
+        parts = [(cls, 0)]  # (ids, type id) in output order
+        for type_id, segment in enumerate(segments):
+            parts += [(segment, type_id), (sep, type_id)]
+        word_ids = tf.concat([ids for ids, _ in parts], axis=1)
+        type_ids = tf.concat([tf.ones_like(ids) * type_id for ids, type_id in parts], axis=1)
+
+        shape = [None, self._seq_length]
+        return {
+            "input_word_ids": word_ids.to_tensor(self.pad_id, shape=shape),
+            "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=shape),
+            "input_type_ids": type_ids.to_tensor(0, shape=shape),
+        }
+
+    @_plain_tf
+    def __call__(self, inputs):
+        """Packs single texts [B] or a pair `[texts_a, texts_b]`; see the class docstring."""
+        return self.pack([self.tokenize(segment) for segment in _as_segments(inputs)])
+
+
+def _as_segments(inputs):
+    """One batch of strings, or a list/tuple of one or two batches, as a list of batches."""
+    if isinstance(inputs, (list, tuple)) and inputs and not isinstance(inputs[0], (str, bytes)):
+        if len(inputs) > 2:
+            raise ValueError(f"BertPreprocessor takes a batch of texts or a pair of batches, got "
+                             f"a list of {len(inputs)} batches.")
+        return list(inputs)
+    return [inputs]
+
+
+def _as_string_batch(strings):
+    strings = tf.convert_to_tensor(strings)
+    if strings.dtype != tf.string:
+        raise ValueError(f"BertPreprocessor expects tf.string texts, got dtype {strings.dtype.name}.")
+    if strings.shape.rank is None:
+        return tf.ensure_shape(strings, [None])
+    if strings.shape.rank != 1:
+        raise ValueError(f"BertPreprocessor expects a batch of texts of shape [B], got shape "
+                         f"{strings.shape}; reshape to [-1] (or wrap a single text in a list).")
+    return strings
+
+
+def _as_ragged_ids(ids):
+    if isinstance(ids, tf.RaggedTensor):
+        return tf.cast(ids, tf.int32)
+    if isinstance(ids, tf.Tensor):
+        return tf.RaggedTensor.from_tensor(tf.cast(ids, tf.int32))
+    return tf.ragged.constant(ids, dtype=tf.int32, ragged_rank=1)
+
+
+def _keep_first(ids, counts):
+    """The first `counts[i]` ids of each row i of the RaggedTensor `ids`."""
+    positions = tf.ragged.range(ids.row_lengths())
+    return tf.ragged.boolean_mask(ids, positions < tf.expand_dims(counts, 1))
+
+
+# --- serving safety -------------------------------------------------------------------------
+
+
+def _as_graph_def(graph):
+    if isinstance(graph, tf.compat.v1.GraphDef):
+        return graph
+    return getattr(graph, "graph", graph).as_graph_def()  # a ConcreteFunction has a .graph
+
+
+def graph_op_types(graph):
+    """Every op type in a graph, including the bodies of the functions in its library.
+
+    Args:
+        graph: a `GraphDef` (e.g. a SavedModel's `meta_graphs[0].graph_def`), a `tf.Graph`, or
+            a `ConcreteFunction`.
+
+    Returns:
+        set of str.
+    """
+    graph_def = _as_graph_def(graph)
+    op_types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        op_types.update(node.op for node in function.node_def)
+    return op_types
+
+
+def unservable_ops(graph):
+    """The op types of `graph` that stock TF Serving may lack: an empty list means servable.
+
+    An op is servable if it is a core TensorFlow op (one of `tf.raw_ops`, which tensorflow-text
+    does not extend), one of `SERVING_SAFE_TF_TEXT_OPS`, or a call of a function of the graph's
+    own library (whose body is checked too).
+
+    Args:
+        graph: as for `graph_op_types`.
+
+    Returns:
+        sorted list of str.
+
+    Example:
+    >>> fn = tf.function(preprocessor).get_concrete_function(tf.TensorSpec([None], tf.string))
+    >>> unservable_ops(fn)
+    []
+    """
+    graph_def = _as_graph_def(graph)
+    own_functions = {function.signature.name for function in graph_def.library.function}
+    return sorted(op for op in graph_op_types(graph_def)
+                  if op not in SERVING_SAFE_TF_TEXT_OPS and op not in own_functions
+                  and not hasattr(tf.raw_ops, op))
