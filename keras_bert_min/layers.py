@@ -96,9 +96,11 @@ class BertEmbedding(keras.layers.Layer):
                 f"Sequence length {seq_length} exceeds max_position_embeddings "
                 f"({self.max_position_embeddings}); truncate the input or use a config with a "
                 "longer position table.")
-        checks = self._input_checks(input_word_ids, input_type_ids)
-        with tf.control_dependencies(checks):
-            seq_length = ops.shape(input_word_ids)[1]
+        # The lookups read the ids only after the checks pass, so a bad id fails with our message.
+        with tf.control_dependencies(self._input_checks(input_word_ids, input_type_ids)):
+            input_word_ids = tf.identity(input_word_ids)
+            input_type_ids = tf.identity(input_type_ids)
+        seq_length = ops.shape(input_word_ids)[1]
         word = ops.take(self.word_embeddings, input_word_ids, axis=0)
         segment = ops.take(self.token_type_embeddings, input_type_ids, axis=0)
         position = self.position_embeddings[:seq_length]
@@ -309,8 +311,9 @@ class MaskedLMHead(keras.layers.Layer):
         hidden_shape = (None, None, self.embedding.hidden_size)
         self.transform.build(hidden_shape)
         self.transform_layer_norm.build(hidden_shape)
+        # Added to the float32 logits, so it is read in float32 under a mixed policy.
         self.output_bias = self.add_weight(shape=(self.embedding.vocab_size,), initializer="zeros",
-                                           name="output_bias")
+                                           name="output_bias", autocast=False)
 
     def call(self, sequence_output, masked_lm_positions):
         masked_lm_positions = ops.cast(masked_lm_positions, "int32")

@@ -45,30 +45,38 @@ def encoder(params, input_word_ids, input_mask, input_type_ids, num_heads, hidde
          + params[e + "token_type_embeddings"][input_type_ids]
          + params[e + "position_embeddings"][None, :seq])
     x = layer_norm(x, params[e + "LayerNorm/gamma"], params[e + "LayerNorm/beta"], eps)
-    hidden = x.shape[-1]
-    head = hidden // num_heads
-    bias = (1.0 - np.asarray(input_mask, np.float64))[:, None, None, :] * -10000.0
     layer = 0
     while f"bert/encoder/layer_{layer}/attention/self/query/kernel" in params:
-        p = f"bert/encoder/layer_{layer}/"
-
-        def heads(t):
-            return t.reshape(batch, seq, num_heads, head).transpose(0, 2, 1, 3)
-
-        q = heads(dense(params, p + "attention/self/query", x))
-        k = heads(dense(params, p + "attention/self/key", x))
-        v = heads(dense(params, p + "attention/self/value", x))
-        probs = softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(head) + bias)
-        context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
-        attention = dense(params, p + "attention/output/dense", context)
-        x = layer_norm(x + attention, params[p + "attention/output/LayerNorm/gamma"],
-                       params[p + "attention/output/LayerNorm/beta"], eps)
-        ffn = dense(params, p + "output/dense", act(dense(params, p + "intermediate/dense", x)))
-        x = layer_norm(x + ffn, params[p + "output/LayerNorm/gamma"],
-                       params[p + "output/LayerNorm/beta"], eps)
+        x = encoder_block(params, f"bert/encoder/layer_{layer}/", x, input_mask, num_heads,
+                          hidden_act, eps)
         layer += 1
     pooled = np.tanh(dense(params, "bert/pooler/dense", x[:, 0]))
     return x, pooled
+
+
+def encoder_block(params, prefix, x, input_mask, num_heads, hidden_act, eps=1e-12):
+    """One post-LN block of Google's `transformer_model`, weights under `prefix`."""
+    params = {k: np.asarray(v, np.float64) for k, v in params.items() if k.startswith(prefix)}
+    x = np.asarray(x, np.float64)
+    batch, seq, hidden = x.shape
+    head = hidden // num_heads
+    bias = (1.0 - np.asarray(input_mask, np.float64))[:, None, None, :] * -10000.0
+
+    def heads(t):
+        return t.reshape(batch, seq, num_heads, head).transpose(0, 2, 1, 3)
+
+    q = heads(dense(params, prefix + "attention/self/query", x))
+    k = heads(dense(params, prefix + "attention/self/key", x))
+    v = heads(dense(params, prefix + "attention/self/value", x))
+    probs = softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(head) + bias)
+    context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
+    attention = dense(params, prefix + "attention/output/dense", context)
+    x = layer_norm(x + attention, params[prefix + "attention/output/LayerNorm/gamma"],
+                   params[prefix + "attention/output/LayerNorm/beta"], eps)
+    ffn = dense(params, prefix + "output/dense",
+                ACTIVATIONS[hidden_act](dense(params, prefix + "intermediate/dense", x)))
+    return layer_norm(x + ffn, params[prefix + "output/LayerNorm/gamma"],
+                      params[prefix + "output/LayerNorm/beta"], eps)
 
 
 def pretraining_heads(params, sequence_output, pooled_output, masked_lm_positions, hidden_act,

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from keras_bert_min.training import (pretraining_losses, pretraining_metrics,
+                                     split_pretraining_features)
+
+
+def log_softmax(logits):
+    logits = logits - logits.max(-1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+
+def googles_mlm_loss(logits, label_ids, label_weights):
+    """`get_masked_lm_output` of Google's run_pretraining.py, minus its 1e-5 in the denominator."""
+    per_example = -np.take_along_axis(log_softmax(logits), label_ids[..., None], -1)[..., 0]
+    return (per_example * label_weights).sum() / label_weights.sum()
+
+
+def test_mlm_loss_is_weighted_mean_over_real_predictions():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 4, 11)).astype("float32")
+    labels = rng.integers(0, 11, (3, 4))
+    weights = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], "float32")
+    loss = pretraining_losses()["mlm_logits"](labels, logits, sample_weight=weights)
+    assert loss.dtype == "float32"
+    np.testing.assert_allclose(loss, googles_mlm_loss(logits, labels, weights), rtol=1e-6)
+    # Padding predictions change nothing: neither their logits nor their count matter.
+    padded_logits = logits.copy()
+    padded_logits[0, 2:] += 100.0
+    np.testing.assert_allclose(
+        pretraining_losses()["mlm_logits"](labels, padded_logits, sample_weight=weights), loss,
+        rtol=1e-6)
+
+
+def test_all_zero_weights_give_zero_loss_not_nan():
+    logits = np.random.default_rng(1).normal(size=(2, 3, 5)).astype("float32")
+    loss = pretraining_losses()["mlm_logits"](np.zeros((2, 3)), logits, sample_weight=np.zeros((2, 3)))
+    assert float(loss) == 0.0
+
+
+def test_nsp_loss_and_accuracy():
+    logits = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 0.5]], "float32")
+    labels = np.array([[0], [1], [1]])
+    loss = pretraining_losses()["nsp_logits"](labels, logits)
+    expected = -np.take_along_axis(log_softmax(logits), labels, -1).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    accuracy = pretraining_metrics()["nsp_logits"][0]
+    accuracy.update_state(labels, logits)
+    np.testing.assert_allclose(accuracy.result(), 2 / 3, rtol=1e-6)
+
+
+def test_mlm_accuracy_ignores_padding_predictions():
+    logits = np.zeros((1, 3, 4), "float32")
+    logits[0, 0, 2] = logits[0, 1, 1] = logits[0, 2, 3] = 5.0
+    labels = np.array([[2, 0, 1]])  # first right, second wrong, third wrong but padding
+    accuracy = pretraining_metrics()["mlm_logits"][0]
+    accuracy.update_state(labels, logits, sample_weight=np.array([[1.0, 1.0, 0.0]]))
+    np.testing.assert_allclose(accuracy.result(), 0.5)
+
+
+def test_split_pretraining_features():
+    features = {name: np.zeros((2, 3), "int32") for name in (
+        "input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions", "masked_lm_ids")}
+    features["masked_lm_weights"] = np.ones((2, 3), "float32")
+    features["next_sentence_labels"] = np.array([[0], [1]], "int32")
+    x, y, sample_weight = split_pretraining_features(features)
+    assert sorted(x) == ["input_mask", "input_type_ids", "input_word_ids", "masked_lm_positions"]
+    assert y["mlm_logits"] is features["masked_lm_ids"]
+    assert sample_weight["mlm_logits"] is features["masked_lm_weights"]
+    np.testing.assert_array_equal(sample_weight["nsp_logits"], [[1.0], [1.0]])
+    del features["masked_lm_weights"]
+    with pytest.raises(ValueError, match=r"lack \['masked_lm_weights'\]"):
+        split_pretraining_features(features)
