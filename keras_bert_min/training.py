@@ -56,3 +56,72 @@ def split_pretraining_features(features):
     nsp_weight = keras.ops.ones_like(keras.ops.cast(nsp_labels, "float32"))
     sample_weight = {"mlm_logits": features["masked_lm_weights"], "nsp_logits": nsp_weight}
     return x, y, sample_weight
+
+
+# --- optimizer and learning-rate schedule ---------------------------------------------------
+
+# Variables excluded from weight decay, by name: LayerNorm scales and offsets and every bias,
+# as Google's AdamWeightDecayOptimizer excludes "LayerNorm", "layer_norm" and "bias".
+NO_WEIGHT_DECAY_NAMES = ("gamma", "beta", "bias")
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_min")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Google's BERT schedule: linear warmup from 0 to `peak_learning_rate` over `warmup_steps`,
+    then `peak * (1 - step / total_steps)` (the polynomial decay of power 1 that Google applies
+    from step 0, overridden during warmup), reaching 0 at `total_steps`.
+
+    Example:
+    >>> schedule = WarmupLinearDecay(1e-4, warmup_steps=10, total_steps=100)
+    >>> round(float(schedule(5)), 9), round(float(schedule(50)), 9)
+    (5e-05, 5e-05)
+    """
+
+    def __init__(self, peak_learning_rate, warmup_steps, total_steps):
+        if total_steps <= 0:
+            raise ValueError(f"total_steps must be positive, got {total_steps}.")
+        if not 0 <= warmup_steps <= total_steps:
+            raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], "
+                             f"got {warmup_steps}.")
+        self.peak_learning_rate = peak_learning_rate
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        decayed = self.peak_learning_rate * keras.ops.maximum(0.0, 1.0 - step / self.total_steps)
+        if self.warmup_steps == 0:
+            return decayed
+        warmup = self.peak_learning_rate * step / self.warmup_steps
+        return keras.ops.where(step < self.warmup_steps, warmup, decayed)
+
+    def get_config(self):
+        return {"peak_learning_rate": self.peak_learning_rate, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps}
+
+
+def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw",
+                     weight_decay=0.01, epsilon=1e-6, clip_norm=1.0):
+    """The BERT optimizer: Keras AdamW (or Lamb for large batches) with weight decay that skips
+    LayerNorm and bias variables, global-norm clipping and `WarmupLinearDecay`.
+
+    Args:
+        learning_rate: the peak learning rate (BERT: 1e-4 pretraining, 2e-5..5e-5 fine-tuning).
+        total_steps: steps of the whole run; the rate reaches 0 there.
+        warmup_steps: steps of linear warmup.
+        optimizer: "adamw" or "lamb".
+        weight_decay, epsilon, clip_norm: Google's 0.01, 1e-6 and 1.0 by default.
+    """
+    schedule = WarmupLinearDecay(learning_rate, warmup_steps, total_steps)
+    if optimizer == "adamw":
+        result = keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999,
+            epsilon=epsilon, global_clipnorm=clip_norm)
+    elif optimizer == "lamb":
+        result = keras.optimizers.Lamb(
+            learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999,
+            epsilon=epsilon, global_clipnorm=clip_norm)
+    else:
+        raise ValueError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}.")
+    result.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY_NAMES))
+    return result
