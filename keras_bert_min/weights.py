@@ -1,15 +1,18 @@
 """Pretrained BERT weights in and out: Google's TF1 checkpoints and Hugging Face safetensors.
 
-Each variable of our models has one name in Google's checkpoints and one in Hugging Face's files:
+Each variable of our models has one name in each format, for example
 
-    ours (layer attribute)                    Google                                   Hugging Face
-    transformer_layer_3.query.kernel [H,H]   bert/encoder/layer_3/attention/self/      encoder.layer.3.attention.self.
-                                             query/kernel [H,H]                        query.weight [H,H]^T
-    next_sentence.dense.kernel [H,2]         cls/seq_relationship/output_weights [2,H] cls.seq_relationship.weight [2,H]
+    transformer_layer_3.query.kernel [H,H]
+        Google        bert/encoder/layer_3/attention/self/query/kernel [H,H]
+        Hugging Face  encoder.layer.3.attention.self.query.weight [H,H], transposed
+    next_sentence.dense.kernel [H,2]
+        Google        cls/seq_relationship/output_weights [2,H], transposed
+        Hugging Face  cls.seq_relationship.weight [2,H], transposed
 
 `_google_targets` finds the variables by layer attribute and names them the Google way; the
 Hugging Face names are derived from those. Every load checks the whole file against the model
 (names, shapes, dtypes) before it assigns anything, so a failed load leaves the model as it was.
+`from_pretrained` puts it together for a directory of downloaded files.
 """
 
 import collections
@@ -40,6 +43,7 @@ _OPTIMIZER_SLOT = re.compile(
     r"^(adam_m|adam_v|Adam(_\d+)?|Momentum|RMSProp(_\d+)?|Adagrad|Ftrl(_\d+)?|LAMB(_\d+)?)$")
 _TRAINING_STATE = {"global_step", "beta1_power", "beta2_power", "good_steps", "current_loss_scale"}
 _CLASSIFIER_HEAD = {"output_weights", "output_bias"}
+_CHECKPOINT_FILE_SUFFIX = r"\.(index|meta|data-\d+-of-\d+)$"
 
 _log = logging.getLogger(__name__)
 
@@ -57,9 +61,9 @@ class LoadReport:
             (only the pooler, and only with `allow_missing_pooler=True`).
 
     Example:
-    >>> print(LoadReport("bert_model.ckpt", "bert_encoder", ("bert/pooler/dense/bias",),
-    ...                  {"global_step": "training-state variable"}))
-    Loaded 1 variables from bert_model.ckpt into bert_encoder; skipped 1 training-state variable.
+    >>> print(LoadReport("model.ckpt", "bert", ("bert/pooler/dense/bias",),
+    ...                  {"global_step": "training-state variable(s)"}))
+    Loaded 1 variables from model.ckpt into bert; skipped 1 training-state variable(s).
     """
 
     source: str
@@ -118,7 +122,8 @@ def _google_targets(model):
         masked_lm = pretrainer.get_layer("masked_lm")
         next_sentence = pretrainer.get_layer("next_sentence")
         pairs += [*dense("cls/predictions/transform/dense", masked_lm.transform),
-                  *layer_norm("cls/predictions/transform/LayerNorm", masked_lm.transform_layer_norm),
+                  *layer_norm("cls/predictions/transform/LayerNorm",
+                              masked_lm.transform_layer_norm),
                   ("cls/predictions/output_bias", masked_lm.output_bias),
                   (_GOOGLE_NSP_WEIGHTS, next_sentence.dense.kernel),
                   ("cls/seq_relationship/output_bias", next_sentence.dense.bias)]
@@ -126,8 +131,8 @@ def _google_targets(model):
     # A variable added to the layers but not to this map would silently keep its random values.
     uncovered = {id(v) for v in model.weights} - {id(v) for _, v in pairs}
     if uncovered:
-        raise RuntimeError(f"weights.py does not map {len(uncovered)} variable(s) of {model.name}; "
-                           "update _google_targets when the layers change.")
+        raise RuntimeError(f"weights.py does not map {len(uncovered)} variable(s) of "
+                           f"{model.name}; update _google_targets when the layers change.")
     return {name: _Target(variable, name == _GOOGLE_NSP_WEIGHTS) for name, variable in pairs}
 
 
@@ -146,12 +151,16 @@ def _expected_shape(target):
 def _check_matches(targets, found_shapes, unexpected, source, model, hints=()):
     """Raises one ValueError naming every missing, unexpected and mis-shaped variable."""
     missing = [name for name in targets if name not in found_shapes]
-    mismatched = [f"{name}: expected shape {_expected_shape(target)}, found {tuple(found_shapes[name])}"
-                  for name, target in targets.items()
-                  if name in found_shapes and tuple(found_shapes[name]) != _expected_shape(target)]
+    mismatched = []
+    for name, target in targets.items():
+        found = found_shapes.get(name)
+        if found is not None and tuple(found) != _expected_shape(target):
+            mismatched.append(f"{name}: expected shape {_expected_shape(target)}, found "
+                              f"{tuple(found)}")
     problems = []
     if missing:
-        problems.append(f"{len(missing)} model variable(s) missing from the file: {_listing(missing)}")
+        problems.append(f"{len(missing)} model variable(s) missing from the file: "
+                        f"{_listing(missing)}")
     if unexpected:
         problems.append(f"{len(unexpected)} variable(s) of the file that the model has no place "
                         f"for: {_listing(list(unexpected))}")
@@ -168,7 +177,7 @@ def _assign_all(targets, arrays, source):
     values = []
     for name, target in targets.items():
         array = np.asarray(arrays[name])
-        if array.dtype.kind != "f":
+        if array.dtype.kind != "f" and array.dtype.name != "bfloat16":
             raise ValueError(f"{name} in {source} holds {array.dtype} values, not floats; "
                              "nothing was assigned. Is this a BERT weights file?")
         array = array.T if target.transposed else array
@@ -185,7 +194,7 @@ def _skip_reason_google(name, model_has_heads):
     if _OPTIMIZER_SLOT.match(leaf):
         return "optimizer slot(s)"
     if leaf in _TRAINING_STATE:
-        return "training-state variable"
+        return "training-state variable(s)"
     # Heads of Google's scripts: cls/predictions and cls/seq_relationship (pretraining),
     # cls/squad (run_squad.py), output_weights and output_bias (run_classifier.py).
     if not model_has_heads and (name.startswith("cls/") or name in _CLASSIFIER_HEAD):
@@ -212,23 +221,24 @@ def _resolve_checkpoint_prefix(path):
     if os.path.isdir(path):
         prefix = _find_checkpoint_prefix(path)
         if prefix is None:
-            raise FileNotFoundError(f"No TF1 checkpoint (*.index file) in the directory {path!r}.")
+            raise FileNotFoundError(f"No TF1 checkpoint (*.index file) in the directory {path!r}; "
+                                    "pass the checkpoint's prefix.")
         return prefix
-    prefix = re.sub(r"\.(index|meta|data-\d+-of-\d+)$", "", path)  # accept a file of the checkpoint
+    prefix = re.sub(_CHECKPOINT_FILE_SUFFIX, "", path)  # one of the checkpoint's files will do
     if not os.path.isfile(prefix + ".index"):
-        raise FileNotFoundError(f"No TF1 checkpoint at {path!r}: expected {prefix + '.index'!r} and "
-                                "its .data-* files; pass the prefix, e.g. .../bert_model.ckpt.")
+        raise FileNotFoundError(f"No TF1 checkpoint at {path!r}: expected {prefix + '.index'!r} "
+                                "and its .data-* files; pass the prefix, e.g. .../bert_model.ckpt.")
     return prefix
 
 
 def load_google_checkpoint(model, checkpoint_prefix):
     """Loads a Google BERT TF1 checkpoint (`bert_model.ckpt`) into an encoder or a pretrainer.
 
-    Optimizer slots (`adam_m`, `adam_v`, `Adam`, ...) and `global_step` are skipped, and so are
-    the heads of Google's scripts (`cls/...`, run_classifier's `output_weights` and `output_bias`)
-    when the model is an encoder, so fine-tuned checkpoints give their encoder too. Anything else that does not match
-    (a missing or unexpected variable, a wrong shape) is a ValueError, raised before any variable
-    is assigned.
+    Optimizer slots (`adam_m`, `adam_v`, `Adam`, ...) and `global_step` are skipped. So are the
+    heads of Google's scripts (`cls/...`, run_classifier's `output_weights` and `output_bias`)
+    when the model is an encoder, so a fine-tuned checkpoint gives its encoder too. Anything else
+    that does not match (a missing or unexpected variable, a wrong shape) is a ValueError, raised
+    before any variable is assigned.
 
     Args:
         model: a `BertEncoder` or `BertPretrainer` built from the checkpoint's config.
@@ -241,7 +251,7 @@ def load_google_checkpoint(model, checkpoint_prefix):
     Example:
     >>> encoder = BertEncoder(BertConfig.from_json_file("uncased_L-2_H-128_A-2/bert_config.json"))
     >>> print(load_google_checkpoint(encoder, "uncased_L-2_H-128_A-2/bert_model.ckpt"))
-    Loaded 39 variables from uncased_L-2_H-128_A-2/bert_model.ckpt into bert_encoder; skipped ...
+    Loaded 39 variables from uncased_L-2_H-128_A-2/bert_model.ckpt into bert_encoder; skipped 7 ...
     """
     prefix = _resolve_checkpoint_prefix(checkpoint_prefix)
     try:
@@ -251,8 +261,8 @@ def load_google_checkpoint(model, checkpoint_prefix):
                          "or corrupt: copy or download it again.") from None
     shapes = reader.get_variable_to_shape_map()
     if "_CHECKPOINTABLE_OBJECT_GRAPH" in shapes and not any(n.startswith("bert/") for n in shapes):
-        raise ValueError(f"{prefix!r} is an object-based (TF2 / Keras) checkpoint, not a Google TF1 "
-                         "one; restore it with tf.train.Checkpoint or model.load_weights.")
+        raise ValueError(f"{prefix!r} is an object-based (TF2 / Keras) checkpoint, not a Google "
+                         "TF1 one; restore it with tf.train.Checkpoint or model.load_weights.")
     targets = _google_targets(model)
     skipped, unexpected = {}, []
     for name in sorted(shapes):
@@ -282,7 +292,8 @@ def save_google_checkpoint(model, checkpoint_prefix):
 
     Args:
         model: a `BertEncoder` or `BertPretrainer`.
-        checkpoint_prefix: where to write, e.g. `out/bert_model.ckpt` (gives `.index` and `.data-*`).
+        checkpoint_prefix: where to write, e.g. `out/bert_model.ckpt` (which gives
+            `out/bert_model.ckpt.index` and `out/bert_model.ckpt.data-00000-of-00001`).
 
     Returns:
         The checkpoint prefix, as an absolute path.
@@ -291,11 +302,14 @@ def save_google_checkpoint(model, checkpoint_prefix):
     >>> save_google_checkpoint(encoder, "out/bert_model.ckpt")
     '/.../out/bert_model.ckpt'
     """
+    prefix = os.path.abspath(os.fspath(checkpoint_prefix))
+    if os.path.isdir(prefix):
+        raise ValueError(f"{prefix!r} is a directory; pass a checkpoint prefix inside it, e.g. "
+                         f"{os.path.join(prefix, 'bert_model.ckpt')!r}.")
     arrays = {}
     for name, target in _google_targets(model).items():
-        value = np.asarray(target.variable.numpy())
+        value = np.asarray(target.variable)
         arrays[name] = value.T if target.transposed else value
-    prefix = os.path.abspath(os.fspath(checkpoint_prefix))
     directory, basename = os.path.split(prefix)
     os.makedirs(directory, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{basename}.tmp-", dir=directory)
@@ -305,7 +319,7 @@ def save_google_checkpoint(model, checkpoint_prefix):
         # the new one in last.
         old = glob.glob(glob.escape(prefix) + ".*")
         for path in sorted(old, key=lambda p: not p.endswith(".index")):
-            if re.search(r"\.(index|meta|data-\d+-of-\d+)$", path):
+            if re.search(_CHECKPOINT_FILE_SUFFIX, path):
                 os.remove(path)
         for filename in sorted(os.listdir(staging), key=lambda f: f.endswith(".index")):
             os.replace(os.path.join(staging, filename), os.path.join(directory, filename))
@@ -340,20 +354,24 @@ _HF_HEAD_NAMES = {
 _HF_LEAVES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
 _HF_TIED_DECODER = "cls.predictions.decoder.weight"
 _HF_POOLER = ("pooler.dense.weight", "pooler.dense.bias")
+# Heads of BertForPreTraining, BertFor{Sequence,Token}Classification, BertForQuestionAnswering.
+_HF_HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")
 
 
 def _hf_name(google_name):
-    """`bert/encoder/layer_3/output/LayerNorm/gamma` -> `encoder.layer.3.output.LayerNorm.weight`."""
+    """bert/encoder/layer_3/output/LayerNorm/gamma -> encoder.layer.3.output.LayerNorm.weight"""
     if google_name in _HF_HEAD_NAMES:
         return _HF_HEAD_NAMES[google_name]
     path, leaf = google_name.removeprefix("bert/").rsplit("/", 1)
     path = re.sub(r"layer_(\d+)", r"layer.\1", path).replace("/", ".")
-    return f"{path}.{leaf}.weight" if leaf.endswith("_embeddings") else f"{path}.{_HF_LEAVES[leaf]}"
+    if leaf.endswith("_embeddings"):
+        return f"{path}.{leaf}.weight"
+    return f"{path}.{_HF_LEAVES[leaf]}"
 
 
 def _normalized_hf_name(name):
-    """One spelling for the variants: `bert.` prefix (BertForPreTraining), LayerNorm `gamma`/`beta`
-    (older files), the decoder's copy of the MLM bias."""
+    """One spelling for the variants: the `bert.` prefix (BertForPreTraining), LayerNorm
+    `gamma`/`beta` (older files), the decoder's copy of the MLM bias."""
     name = name.removeprefix("bert.")
     name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
     name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
@@ -377,9 +395,10 @@ def load_hf_weights(model, safetensors_path, allow_missing_pooler=False):
 
     Reads `BertModel` files (`embeddings.word_embeddings.weight`, ...) and `BertForPreTraining`
     ones (`bert.` prefix, `cls.*` heads), with LayerNorm `weight`/`bias` or older `gamma`/`beta`.
-    Linear weights are [out, in] and are transposed. `position_ids` buffers are skipped, as are
-    the `cls.*` heads for an encoder. The MLM decoder weight, when stored, must equal the word
-    embeddings, which our head ties to it. Everything is checked before anything is assigned.
+    Linear weights are [out, in] and are transposed. `position_ids` buffers are skipped, and so
+    are heads (`cls.*`, `classifier.*`, `qa_outputs.*`) when the model is an encoder. The MLM
+    decoder weight, when stored, must equal the word embeddings, which our head ties to it.
+    Everything is checked before anything is assigned.
 
     Args:
         model: a `BertEncoder` or `BertPretrainer` built from the file's `config.json`.
@@ -394,31 +413,31 @@ def load_hf_weights(model, safetensors_path, allow_missing_pooler=False):
     Example:
     >>> encoder = BertEncoder(BertConfig.from_json_file("all-MiniLM-L6-v2/config.json"))
     >>> print(load_hf_weights(encoder, "all-MiniLM-L6-v2/model.safetensors"))
-    Loaded 103 variables from all-MiniLM-L6-v2/model.safetensors into bert_encoder; skipped 1 buffer(s).
+    Loaded 103 variables from all-MiniLM-L6-v2/model.safetensors into bert_encoder; skipped 1 ...
     """
     source = os.fspath(safetensors_path)
     tensors = _read_safetensors(source)
     has_heads = isinstance(model, BertPretrainer)
     targets = {}
     for google_name, target in _google_targets(model).items():
-        # Hugging Face stores every Dense kernel as [out, in], and the NSP weights as Google does.
+        # Hugging Face stores Dense kernels as [out, in], and the NSP weights as Google does.
         transposed = target.transposed or google_name.endswith("/kernel")
         targets[_hf_name(google_name)] = target._replace(transposed=transposed)
 
     arrays, file_names, skipped, unexpected = {}, {}, {}, []
     for name in sorted(tensors):
         key = _normalized_hf_name(name)
-        if key.endswith("position_ids"):
+        if key.endswith(("position_ids", "token_type_ids")):
             skipped[name] = "buffer(s)"
-        elif key.startswith("cls.") and not has_heads:
+        elif key.startswith(_HF_HEAD_PREFIXES) and not has_heads:
             skipped[name] = "head variable(s) (the model is an encoder)"
         elif key == _HF_TIED_DECODER:
             skipped[name] = "tied copy of the word embeddings"
         elif key not in targets:
             unexpected.append(name)
         elif key in arrays and not np.array_equal(arrays[key], tensors[name]):
-            raise ValueError(f"{source} holds both {file_names[key]} and {name}, which are the same "
-                             "variable but differ; nothing was assigned. Re-export the model.")
+            raise ValueError(f"{source} holds both {file_names[key]} and {name}, which are the "
+                             "same variable but differ; nothing was assigned. Re-export the model.")
         elif key in arrays:
             skipped[name] = "duplicate(s)"
         else:
@@ -437,12 +456,12 @@ def load_hf_weights(model, safetensors_path, allow_missing_pooler=False):
     _check_matches(targets, {k: v.shape for k, v in arrays.items()}, unexpected, source, model,
                    hints)
 
-    decoder = next((tensors[n] for n in tensors if _normalized_hf_name(n) == _HF_TIED_DECODER), None)
-    if has_heads and decoder is not None and not np.array_equal(
-            decoder, arrays["embeddings.word_embeddings.weight"]):
+    decoders = [tensors[n] for n in tensors if _normalized_hf_name(n) == _HF_TIED_DECODER]
+    word_embeddings = arrays.get("embeddings.word_embeddings.weight")
+    if has_heads and any(not np.array_equal(d, word_embeddings) for d in decoders):
         raise ValueError(f"{_HF_TIED_DECODER} in {source} differs from "
-                         "embeddings.word_embeddings.weight, but our MLM head ties the two; nothing "
-                         "was assigned. Only checkpoints with tied word embeddings can be loaded.")
+                         "embeddings.word_embeddings.weight, but our MLM head ties the two; "
+                         "nothing was assigned. Only tied-embedding checkpoints can be loaded.")
     _assign_all(targets, arrays, source)
     return LoadReport(source, model.name, tuple(file_names[k] for k in targets), skipped, kept)
 
@@ -468,24 +487,28 @@ def from_pretrained(directory, model="encoder", seq_length=128, lower_case=None,
         allow_missing_pooler: see `load_hf_weights`.
 
     Returns:
-        `(model, preprocessor)`, the preprocessor a `keras_bert_min.text.preprocessor.BertPreprocessor`.
+        `(model, preprocessor)`, the preprocessor a `keras_bert_min.text.BertPreprocessor`.
 
     Example:
     >>> encoder, preprocessor = from_pretrained("uncased_L-12_H-768_A-12")
     >>> outputs = encoder(preprocessor(tf.constant(["Hello world!"])))
     """
+    # Imported here: the weights functions above work without the text stack.
+    from keras_bert_min.text.preprocessor import BertPreprocessor
+
     directory = os.fspath(directory)
     if model not in ("encoder", "pretrainer"):
         raise ValueError(f"model must be 'encoder' or 'pretrainer', got {model!r}.")
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{directory!r} is not a directory; pass the directory holding the "
-                                "config, the weights and vocab.txt.")
+        raise FileNotFoundError(f"{directory!r} is not a directory; pass the directory holding "
+                                "the config, the weights and vocab.txt.")
     weights, kind = _find_weights(directory)
     config = BertConfig.from_json_file(_find_config(directory, kind))
     if (isinstance(seq_length, bool) or not isinstance(seq_length, int)
             or not 3 <= seq_length <= config.max_position_embeddings):
-        raise ValueError(f"seq_length must be an int in [3, {config.max_position_embeddings}] (room "
-                         f"for [CLS] and two [SEP], at most max_position_embeddings), got {seq_length!r}.")
+        raise ValueError(f"seq_length must be an int in [3, {config.max_position_embeddings}] "
+                         "(room for [CLS] and two [SEP], at most max_position_embeddings), got "
+                         f"{seq_length!r}.")
     vocab_file = _checked_vocab_file(directory, config)
 
     encoder = BertEncoder(config)
@@ -495,9 +518,6 @@ def from_pretrained(directory, model="encoder", seq_length=128, lower_case=None,
     else:
         report = load_hf_weights(bert, weights, allow_missing_pooler=allow_missing_pooler)
     _log.info("%s", report)
-
-    from keras_bert_min.text.preprocessor import BertPreprocessor  # the text stack is optional here
-
     if lower_case is None:
         lower_case = _lower_case(directory)
     return bert, BertPreprocessor(vocab_file, seq_length, lower_case=lower_case)
@@ -525,17 +545,17 @@ def _find_config(directory, weights_kind):
         path = os.path.join(directory, name)
         if os.path.isfile(path):
             return path
-    raise FileNotFoundError(f"No BERT config in {directory!r}: expected bert_config.json (Google) "
-                            "or config.json (Hugging Face).")
+    raise FileNotFoundError(f"No BERT config in {directory!r}: expected bert_config.json "
+                            "(Google) or config.json (Hugging Face).")
 
 
 def _checked_vocab_file(directory, config):
     path = os.path.join(directory, "vocab.txt")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No vocab.txt in {directory!r}; the WordPiece vocabulary that came "
-                                "with the weights must sit next to them.")
+        raise FileNotFoundError(f"No vocab.txt in {directory!r}; the WordPiece vocabulary that "
+                                "came with the weights must sit next to them.")
     with open(path, encoding="utf-8") as f:
-        size = sum(1 for _ in f)  # one token per line, as Google's tokenization.load_vocab reads it
+        size = sum(1 for _ in f)  # a token a line, as Google's tokenization.load_vocab reads it
     if size != config.vocab_size:
         raise ValueError(f"{path!r} has {size} tokens but the config's vocab_size is "
                          f"{config.vocab_size}; use the vocab.txt that came with these weights.")
@@ -546,7 +566,10 @@ def _lower_case(directory):
     path = os.path.join(directory, "tokenizer_config.json")
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
-            values = json.load(f)
+            try:
+                values = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path!r} is not valid JSON ({e}); fix or delete it.") from None
         if isinstance(values, dict) and "do_lower_case" in values:
             return bool(values["do_lower_case"])
     # Google's release names, as its tokenization.validate_case_matches_checkpoint knows them.

@@ -63,8 +63,10 @@ def google_shapes(config, heads=True):
         for name in ("attention/self/query", "attention/self/key", "attention/self/value",
                      "attention/output/dense"):
             shapes[p + name + "/kernel"], shapes[p + name + "/bias"] = (h, h), (h,)
-        shapes[p + "intermediate/dense/kernel"], shapes[p + "intermediate/dense/bias"] = (h, i), (i,)
-        shapes[p + "output/dense/kernel"], shapes[p + "output/dense/bias"] = (i, h), (h,)
+        shapes[p + "intermediate/dense/kernel"] = (h, i)
+        shapes[p + "intermediate/dense/bias"] = (i,)
+        shapes[p + "output/dense/kernel"] = (i, h)
+        shapes[p + "output/dense/bias"] = (h,)
         for name in ("attention/output/LayerNorm", "output/LayerNorm"):
             shapes[p + name + "/gamma"], shapes[p + name + "/beta"] = (h,), (h,)
     if heads:
@@ -123,8 +125,10 @@ def hf_from_google(params, num_layers, old_layer_norm_names=False):
         "bert.pooler.dense.bias": p["bert/pooler/dense/bias"],
         "cls.predictions.transform.dense.weight": p["cls/predictions/transform/dense/kernel"].T,
         "cls.predictions.transform.dense.bias": p["cls/predictions/transform/dense/bias"],
-        f"cls.predictions.transform.LayerNorm.{gamma}": p["cls/predictions/transform/LayerNorm/gamma"],
-        f"cls.predictions.transform.LayerNorm.{beta}": p["cls/predictions/transform/LayerNorm/beta"],
+        f"cls.predictions.transform.LayerNorm.{gamma}":
+            p["cls/predictions/transform/LayerNorm/gamma"],
+        f"cls.predictions.transform.LayerNorm.{beta}":
+            p["cls/predictions/transform/LayerNorm/beta"],
         "cls.predictions.bias": p["cls/predictions/output_bias"],
         "cls.predictions.decoder.bias": p["cls/predictions/output_bias"],
         "cls.predictions.decoder.weight": p["bert/embeddings/word_embeddings"],
@@ -242,8 +246,9 @@ def test_minilm_config_and_report(minilm_config, minilm_encoder):
 def test_minilm_single_sentence_matches_reference(minilm_encoder, minilm_params, vocab, sentence):
     ids, types = token_ids(vocab, sentence)
     ours = run_encoder(minilm_encoder[0], [ids], [[1] * len(ids)], [types])
-    sequence, pooled = reference_bert.encoder(minilm_params, np.array([ids]), np.ones((1, len(ids))),
-                                              np.array([types]), MINILM_HEADS, "gelu")
+    sequence, pooled = reference_bert.encoder(minilm_params, np.array([ids]),
+                                              np.ones((1, len(ids))), np.array([types]),
+                                              MINILM_HEADS, "gelu")
     assert max_abs(ours["sequence_output"], sequence) < 1e-5
     assert max_abs(ours["pooled_output"], pooled) < 1e-5
 
@@ -252,8 +257,9 @@ def test_minilm_sentence_pair_matches_reference(minilm_encoder, minilm_params, v
     ids, types = token_ids(vocab, "how old are you", "i am six years old")
     assert types == [0] * 6 + [1] * 6
     ours = run_encoder(minilm_encoder[0], [ids], [[1] * len(ids)], [types])
-    sequence, pooled = reference_bert.encoder(minilm_params, np.array([ids]), np.ones((1, len(ids))),
-                                              np.array([types]), MINILM_HEADS, "gelu")
+    sequence, pooled = reference_bert.encoder(minilm_params, np.array([ids]),
+                                              np.ones((1, len(ids))), np.array([types]),
+                                              MINILM_HEADS, "gelu")
     assert max_abs(ours["sequence_output"], sequence) < 1e-5
     assert max_abs(ours["pooled_output"], pooled) < 1e-5
 
@@ -350,7 +356,7 @@ def test_tf1_checkpoint_loads_into_encoder(tiny_checkpoint, tiny_params):
     assert sorted(report.loaded) == sorted(encoder_names)
     reasons = list(report.skipped.values())
     assert reasons.count("optimizer slot(s)") == 2 * len(tiny_params)
-    assert reasons.count("training-state variable") == 1 and "global_step" in report.skipped
+    assert reasons.count("training-state variable(s)") == 1 and "global_step" in report.skipped
     assert reasons.count("head variable(s) (the model is an encoder)") == 7
     loaded = reference_bert.google_params_from_model(encoder)
     assert all(np.array_equal(loaded[name], tiny_params[name]) for name in encoder_names)
@@ -402,6 +408,37 @@ def test_save_replaces_an_existing_checkpoint(tmp_path, tiny_params):
     assert not os.path.exists(f"{prefix}.meta")
     assert sorted(name for name, _ in tf.train.list_variables(str(prefix))) == \
         sorted(google_shapes(TINY, heads=False))
+
+
+def test_interrupted_save_leaves_no_complete_looking_checkpoint(tmp_path, tiny_params,
+                                                                 monkeypatch):
+    prefix = tmp_path / "model.ckpt"
+    write_tf1_checkpoint(prefix, tiny_params)
+    real_replace, moved = os.replace, []
+
+    def replace_then_die(source, destination):
+        if moved:  # the second of the two files (.index and .data-*)
+            raise KeyboardInterrupt("killed while moving the new checkpoint into place")
+        real_replace(source, destination)
+        moved.append(destination)
+
+    monkeypatch.setattr(os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        save_google_checkpoint(BertEncoder(TINY), prefix)
+    monkeypatch.undo()
+    # Neither the old checkpoint nor a half-written new one can be mistaken for a whole one.
+    assert not os.path.exists(f"{prefix}.index")
+    with pytest.raises(FileNotFoundError, match="No TF1 checkpoint"):
+        load_google_checkpoint(BertEncoder(TINY), prefix)
+    assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]
+
+
+def test_save_refuses_a_directory_and_load_refuses_an_object_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="is a directory.*bert_model.ckpt"):
+        save_google_checkpoint(BertEncoder(TINY), tmp_path)
+    prefix = tf.train.Checkpoint(v=tf.Variable(1.0)).write(str(tmp_path / "keras" / "ckpt"))
+    with pytest.raises(ValueError, match="object-based"):
+        load_google_checkpoint(BertEncoder(TINY), prefix)
 
 
 def google_failure(tmp_path, params, model):
@@ -499,10 +536,17 @@ def test_hf_pretraining_file_loads_into_pretrainer(tmp_path, tiny_params, old_la
 
 def test_hf_pretraining_file_into_encoder_skips_heads(tmp_path, tiny_params):
     path = tmp_path / "model.safetensors"
-    save_file(hf_from_google(tiny_params, 2), path)
+    # The MLM and NSP heads, and a BertForSequenceClassification head.
+    classifier = {"classifier.weight": np.zeros((3, 16), np.float32),
+                  "classifier.bias": np.zeros((3,), np.float32)}
+    save_file({**hf_from_google(tiny_params, 2), **classifier}, path)
     report = load_hf_weights(BertEncoder(TINY), path)
     assert len(report.loaded) == 39
-    assert sum(name.startswith("cls.") for name in report.skipped) == 9
+    heads = [name for name, reason in report.skipped.items()
+             if reason == "head variable(s) (the model is an encoder)"]
+    assert sorted(heads) == sorted([name for name in load_file(path)
+                                    if name.startswith(("cls.", "classifier."))])
+    assert len(heads) == 9 + 2
 
 
 def test_hf_untied_decoder_is_refused(tmp_path, tiny_params, tiny_pretrainer):
@@ -672,6 +716,7 @@ def test_from_pretrained_truncated_weights(tmp_path, tiny_params):
     (directory / "config.json").write_text(json.dumps(hf_config))
     write_tiny_vocab(directory)
     save_file(hf_from_google(tiny_params, 2), directory / "whole.safetensors")
-    (directory / "model.safetensors").write_bytes((directory / "whole.safetensors").read_bytes()[:-8])
+    whole = (directory / "whole.safetensors").read_bytes()
+    (directory / "model.safetensors").write_bytes(whole[:-8])
     with pytest.raises(ValueError, match=r"model\.safetensors.*truncated"):
         from_pretrained(directory, model="pretrainer", seq_length=8)
