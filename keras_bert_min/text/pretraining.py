@@ -2,7 +2,7 @@
 
     tokenized documents --create_training_instances--> [CLS] A [SEP] B [SEP] pairs (+ static masks)
         static masks   -> tfrecords.write_instances (Google's feature names) -> tfrecords dataset
-        no masks       -> pretraining_dataset_from_instances: masked inside tf.data, fresh every epoch
+        no masks       -> pretraining_dataset_from_instances: masked in tf.data, fresh every epoch
 
 The pairing and the static masking port Google's `create_pretraining_data.py` to token ids,
 rule for rule and random draw for random draw: the same tokenized documents and seed give
@@ -71,9 +71,9 @@ class PretrainingVocab:
     def from_preprocessor(cls, preprocessor):
         """From a `BertPreprocessor` (its `vocab` tokens and special ids)."""
         vocab = cls.from_tokens(preprocessor.vocab)
-        return dataclasses.replace(vocab, cls_id=int(preprocessor.cls_id),
-                                   sep_id=int(preprocessor.sep_id),
-                                   mask_id=int(preprocessor.mask_id), pad_id=int(preprocessor.pad_id))
+        return dataclasses.replace(
+            vocab, cls_id=int(preprocessor.cls_id), sep_id=int(preprocessor.sep_id),
+            mask_id=int(preprocessor.mask_id), pad_id=int(preprocessor.pad_id))
 
 
 @dataclasses.dataclass
@@ -107,8 +107,7 @@ def tokenize_documents(documents, preprocessor, batch_size=1024):
     >>> tokenize_documents([["Hello world."]], preprocessor)  # doctest: +SKIP
     [[[7592, 2088, 1012]]]
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    _check_int("batch_size", batch_size, 1)
     sentences = [sentence for document in documents for sentence in document]
     ids = []
     for start in range(0, len(sentences), batch_size):
@@ -161,8 +160,7 @@ def create_training_instances(documents, vocab, max_seq_length=128, max_predicti
     _check_lengths(max_seq_length, max_predictions_per_seq)
     _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
     _check_fraction("short_seq_prob", short_seq_prob)
-    if isinstance(dupe_factor, bool) or not isinstance(dupe_factor, int) or dupe_factor < 1:
-        raise ValueError(f"dupe_factor must be a positive integer, got {dupe_factor!r}.")
+    _check_int("dupe_factor", dupe_factor, 1)
     all_documents = _clean_documents(documents, vocab)
     rng = random.Random(seed)
     rng.shuffle(all_documents)
@@ -375,6 +373,8 @@ def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=
     >>> positions.shape.as_list(), labels.shape.as_list()
     ([1, None], [1, None])
     """
+    _check_int("max_predictions_per_seq", max_predictions_per_seq, 1)
+    _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
     selector_args = dict(
         max_selections_per_batch=max_predictions_per_seq,  # per row, despite the name
         selection_rate=masked_lm_prob,
@@ -438,9 +438,10 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
                                        seed=None, input_context=None):
     """A `tf.data.Dataset` of batched feature dicts, masked afresh every time it is iterated.
 
-    Every pipeline holds all instances and reads every `num_input_pipelines`-th one from
-    `input_pipeline_id` (deterministic sharding of the instances; build the instances with the
-    same seed on every worker).
+    The instances are held in memory; for a corpus larger than that, mask statically and
+    read TFRecords. Every pipeline holds all instances and reads every `num_input_pipelines`-th
+    one from `input_pipeline_id` (deterministic sharding of the instances: build them with
+    the same seed on every worker).
 
     Args:
         instances: unmasked `TrainingInstance`s (`create_training_instances(...,
@@ -459,12 +460,11 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
         [batch_size, max_predictions_per_seq] and [batch_size, 1].
 
     Example:
-    >>> instances = create_training_instances(docs, vocab, 128, static_masking=False)  # doctest: +SKIP
-    >>> dataset = pretraining_dataset_from_instances(instances, vocab, 32, 128, 20)  # doctest: +SKIP
+    >>> pairs = create_training_instances(docs, vocab, static_masking=False)  # doctest: +SKIP
+    >>> dataset = pretraining_dataset_from_instances(pairs, vocab, 32, 128, 20)  # doctest: +SKIP
     """
     _check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
-    _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
-    _check_batch_size(batch_size)
+    _check_int("batch_size", batch_size, 1)
     if any(instance.masked_lm_positions for instance in instances):
         raise ValueError("The instances are already masked; build them with "
                          "create_training_instances(..., static_masking=False) for dynamic "
@@ -507,7 +507,8 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
             "input_word_ids": word_ids.to_tensor(vocab.pad_id, shape=tokens_shape),
             "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=tokens_shape),
             "input_type_ids": batch["input_type_ids"].to_tensor(0, shape=tokens_shape),
-            "masked_lm_positions": tf.cast(positions, tf.int32).to_tensor(0, shape=predictions_shape),
+            "masked_lm_positions": tf.cast(positions, tf.int32).to_tensor(
+                0, shape=predictions_shape),
             "masked_lm_ids": tf.cast(labels, tf.int32).to_tensor(0, shape=predictions_shape),
             "masked_lm_weights": tf.ones_like(labels, tf.float32).to_tensor(
                 0.0, shape=predictions_shape),
@@ -526,26 +527,21 @@ def _pipelines(input_context):
     return input_context.num_input_pipelines, input_context.input_pipeline_id
 
 
+def _check_int(name, value, minimum, hint=""):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}{hint}, got {value!r}.")
+
+
 def _check_lengths(max_seq_length, max_predictions_per_seq, name="max_seq_length"):
-    if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) \
-            or max_seq_length < MIN_SEQ_LENGTH:
-        raise ValueError(
-            f"{name} must be an integer of at least {MIN_SEQ_LENGTH} ([CLS] A [SEP] B [SEP] "
-            f"with a token in each segment), got {max_seq_length!r}.")
-    if isinstance(max_predictions_per_seq, bool) or not isinstance(max_predictions_per_seq, int) \
-            or max_predictions_per_seq < 1:
-        raise ValueError(f"max_predictions_per_seq must be a positive integer (Google uses 20 "
-                         f"for 128 tokens), got {max_predictions_per_seq!r}.")
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    _check_int(name, max_seq_length, MIN_SEQ_LENGTH,
+               " ([CLS] A [SEP] B [SEP] with a token in each segment)")
+    _check_int("max_predictions_per_seq", max_predictions_per_seq, 1,
+               " (Google uses 20 for 128 tokens)")
 
 
 def _check_fraction(name, value, low_open=False):
-    low_ok = value > 0.0 if low_open else value >= 0.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low_ok and value <= 1):
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not number or not (value > 0.0 if low_open else value >= 0.0) or value > 1.0:
         interval = "(0, 1]" if low_open else "[0, 1]"
         raise ValueError(f"{name} must be in {interval}, got {value!r}.")
 
@@ -557,14 +553,16 @@ def _clean_documents(documents, vocab):
                          "sentences of token ids (see tokenize_documents).")
     cleaned = []
     for document in documents:
-        sentences = [list(sentence) for sentence in document if len(sentence)]
-        for sentence in sentences:
+        sentences = []
+        for sentence in document:
             bad = [t for t in sentence
                    if isinstance(t, bool) or not isinstance(t, (int, np.integer))
                    or not 0 <= t < vocab.size]
             if bad:
                 raise ValueError(f"Token id {bad[0]!r} is not an int in [0, {vocab.size}); "
                                  "tokenize with the vocabulary given as `vocab`.")
+            if len(sentence):
+                sentences.append([int(t) for t in sentence])
         if sentences:
             cleaned.append(sentences)
     if not cleaned:

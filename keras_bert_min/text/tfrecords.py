@@ -16,7 +16,7 @@ import os
 
 import tensorflow as tf
 
-from keras_bert_min.text.pretraining import (PretrainingVocab, _check_batch_size, _check_lengths,
+from keras_bert_min.text.pretraining import (PretrainingVocab, _check_int, _check_lengths,
                                              _pipelines, create_training_instances,
                                              instance_to_features, tokenize_documents)
 
@@ -35,8 +35,7 @@ INCOMPLETE_SUFFIX = ".incomplete"
 
 def shard_paths(output_prefix, num_shards):
     """The file names of a sharded write: `{prefix}-00000-of-00004.tfrecord`, ..."""
-    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
-        raise ValueError(f"num_shards must be a positive integer, got {num_shards!r}.")
+    _check_int("num_shards", num_shards, 1)
     return [f"{output_prefix}-{index:05d}-of-{num_shards:05d}.tfrecord"
             for index in range(num_shards)]
 
@@ -118,7 +117,7 @@ def write_pretraining_data(corpus_paths, vocab_file, output_prefix, max_seq_leng
         The list of files written.
 
     Example:
-    >>> write_pretraining_data("corpus/*.txt", "vocab.txt", "data/train", num_shards=8)  # doctest: +SKIP
+    >>> write_pretraining_data("corpus/*.txt", "vocab.txt", "out/train")  # doctest: +SKIP
     """
     # Imported here so that this module does not need the tokenizer to read and write files.
     from keras_bert_min.text.corpus import read_documents
@@ -166,8 +165,8 @@ def parse_examples(serialized, seq_length, max_predictions_per_seq):
 
 
 def pretraining_dataset_from_tfrecords(file_patterns, batch_size, seq_length,
-                                       max_predictions_per_seq, shuffle=True, repeat=True, seed=None,
-                                       input_context=None, shuffle_buffer_size=1000,
+                                       max_predictions_per_seq, shuffle=True, repeat=True,
+                                       seed=None, input_context=None, shuffle_buffer_size=1000,
                                        cycle_length=8):
     """A `tf.data.Dataset` of batched feature dicts from pretraining TFRecords.
 
@@ -192,10 +191,10 @@ def pretraining_dataset_from_tfrecords(file_patterns, batch_size, seq_length,
         [batch_size, max_predictions_per_seq] and [batch_size, 1].
 
     Example:
-    >>> dataset = pretraining_dataset_from_tfrecords("data/train-*.tfrecord", 32, 128, 20)  # doctest: +SKIP
+    >>> dataset = pretraining_dataset_from_tfrecords("out/train-*", 32, 128, 20)  # doctest: +SKIP
     """
     _check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
-    _check_batch_size(batch_size)
+    _check_int("batch_size", batch_size, 1)
     files = match_files(file_patterns)
     num_pipelines, pipeline_id = _pipelines(input_context)
     if len(files) < num_pipelines:
@@ -210,8 +209,9 @@ def pretraining_dataset_from_tfrecords(file_patterns, batch_size, seq_length,
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
-                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)

@@ -1,4 +1,4 @@
-"""Tests of keras_bert_min.text.pretraining: NSP pairs, static and dynamic masking, the tf.data builder.
+"""Tests of keras_bert_min.text.pretraining: NSP pairs, static and dynamic masking, tf.data.
 
 References: a transcription of Google's `create_pretraining_data.py` on token strings (below),
 corpora whose token ids say which document and sentence they come from, and counts written
@@ -81,7 +81,8 @@ def google_instances_from_document(documents, index, max_seq_length, short_seq_p
             tokens = ["[CLS]"] + a + ["[SEP]"] + b + ["[SEP]"]
             segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
             tokens, positions, labels = google_masked_lm_predictions(
-                tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, do_whole_word_mask, rng)
+                tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, do_whole_word_mask,
+                rng)
             instances.append((tokens, segments, is_random_next, positions, labels))
             chunk, length = [], 0
         i += 1
@@ -279,7 +280,7 @@ def test_next_sentence_labels_are_balanced():
     assert abs(random_next / len(instances) - 0.5) <= 0.03
 
 
-# --- static masking ---------------------------------------------------------------------------------
+# --- static masking -------------------------------------------------------------------------------
 
 def test_static_masking_statistics_and_invariants():
     rng = random.Random(0)
@@ -325,7 +326,7 @@ def test_static_whole_word_masking_masks_whole_words():
     assert partial_words == 0
 
 
-# --- dynamic masking ----------------------------------------------------------------------------------
+# --- dynamic masking ------------------------------------------------------------------------------
 
 def tf_text_count(maskable):
     """RandomItemSelector's count: 15% of the maskable tokens rounded up, in float32."""
@@ -391,7 +392,7 @@ def test_dynamic_whole_word_masking_masks_whole_words_within_the_cap():
             assert abs(sum(map(len, positions)) / sum(map(len, rows)) - 0.15) <= 0.01
 
 
-# --- the tf.data builder ------------------------------------------------------------------------------
+# --- the tf.data builder --------------------------------------------------------------------------
 
 def short_documents():
     """One-sentence documents of 1-3 tokens, and a few longer ones."""
@@ -486,7 +487,7 @@ def test_instance_to_features_pads_to_static_lengths():
     assert features["input_word_ids"].dtype == np.int32
 
 
-# --- tokenizing and vocabularies ----------------------------------------------------------------------
+# --- tokenizing and vocabularies ------------------------------------------------------------------
 
 def test_tokenize_documents_with_a_wordpiece_tokenizer(tmp_path):
     vocab_file = tmp_path / "vocab.txt"
@@ -500,13 +501,14 @@ def test_tokenize_documents_with_a_wordpiece_tokenizer(tmp_path):
 
 def test_vocab_from_tokens_finds_special_and_subword_ids():
     vocab = PretrainingVocab.from_tokens(VOCAB_WORDS)
-    assert (vocab.size, vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id) == (105, 0, 2, 3, 4)
+    assert (vocab.size, vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id) == \
+        (105, 0, 2, 3, 4)
     assert vocab.subword_ids == frozenset(range(65, 105))
     with pytest.raises(ValueError, match=r"\[MASK\]"):
         PretrainingVocab.from_tokens(["[PAD]", "[CLS]", "[SEP]", "a"])
 
 
-# --- bad input -------------------------------------------------------------------------------------------
+# --- bad input ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("documents, message", [
     ([], "documents is empty"),
@@ -521,11 +523,11 @@ def test_bad_documents_are_refused(documents, message):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(max_seq_length=4), "max_seq_length must be an integer of at least 5"),
-    (dict(max_predictions_per_seq=0), "max_predictions_per_seq must be a positive integer"),
-    (dict(max_predictions_per_seq=-2), "max_predictions_per_seq must be a positive integer"),
+    (dict(max_predictions_per_seq=0), "max_predictions_per_seq must be an integer of at least 1"),
+    (dict(max_predictions_per_seq=-2), "max_predictions_per_seq must be an integer of at least 1"),
     (dict(masked_lm_prob=0.0), r"masked_lm_prob must be in \(0, 1\]"),
     (dict(short_seq_prob=1.5), r"short_seq_prob must be in \[0, 1\]"),
-    (dict(dupe_factor=0), "dupe_factor must be a positive integer"),
+    (dict(dupe_factor=0), "dupe_factor must be an integer of at least 1"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     settings = dict(max_seq_length=16, max_predictions_per_seq=3, **{})
@@ -542,11 +544,15 @@ def test_dataset_from_instances_refuses_bad_input():
         pretraining_dataset_from_instances(masked, VOCAB, 4, 16, 3)
     with pytest.raises(ValueError, match="more than seq_length=8"):
         pretraining_dataset_from_instances(unmasked, VOCAB, 4, 8, 3)
-    with pytest.raises(ValueError, match="max_predictions_per_seq must be a positive integer"):
+    with pytest.raises(ValueError, match="max_predictions_per_seq must be an integer of at least"):
         pretraining_dataset_from_instances(unmasked, VOCAB, 4, 16, 0)
     with pytest.raises(ValueError, match="seq_length must be an integer of at least 5"):
         pretraining_dataset_from_instances(unmasked, VOCAB, 4, 4, 3)
     with pytest.raises(ValueError, match="do not fill one batch of 1000"):
         pretraining_dataset_from_instances(unmasked, VOCAB, 1000, 16, 3)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be an integer of at least 1"):
         pretraining_dataset_from_instances(unmasked, VOCAB, 0, 16, 3)
+    with pytest.raises(ValueError, match="max_predictions_per_seq must be an integer of at least"):
+        dynamic_mask(tf.ragged.constant([[CLS, 5, SEP, 6, SEP]]), VOCAB, 0)
+    with pytest.raises(ValueError, match=r"masked_lm_prob must be in \(0, 1\], got '0.15'"):
+        dynamic_mask(tf.ragged.constant([[CLS, 5, SEP, 6, SEP]]), VOCAB, 3, masked_lm_prob="0.15")

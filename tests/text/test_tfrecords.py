@@ -1,4 +1,4 @@
-"""Tests of keras_bert_min.text.tfrecords: Google's on-disk layout, atomic sharded writes, the reader.
+"""Tests of keras_bert_min.text.tfrecords: Google's on-disk layout, atomic sharded writes, reading.
 
 References: Examples built by hand with the seven feature names of Google's
 `create_pretraining_data.py`, and raw `tf.train.Example` parsing independent of our reader.
@@ -14,7 +14,9 @@ from keras_bert_min.text import tfrecords
 from keras_bert_min.text.pretraining import (FEATURE_NAMES, PretrainingVocab,
                                              create_training_instances, instance_to_features)
 from keras_bert_min.text.tfrecords import (match_files, pretraining_dataset_from_tfrecords,
-                                           shard_paths, write_instances)
+                                           shard_paths, write_instances, write_pretraining_data)
+from tests.text.reference_tokenization import FullTokenizer
+from tests.text.test_pretraining import google_training_instances
 
 VOCAB = PretrainingVocab(size=100, cls_id=2, sep_id=3, mask_id=4)
 GOOGLE_INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
@@ -66,7 +68,7 @@ def test_shard_names():
     assert shard_paths("/data/train", 3) == ["/data/train-00000-of-00003.tfrecord",
                                              "/data/train-00001-of-00003.tfrecord",
                                              "/data/train-00002-of-00003.tfrecord"]
-    with pytest.raises(ValueError, match="num_shards must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="num_shards must be an integer of at least 1, got 0"):
         shard_paths("/data/train", 0)
 
 
@@ -89,7 +91,8 @@ def test_written_files_have_googles_names_dtypes_and_round_robin_order(tmp_path)
             length, count = len(instance.tokens), len(instance.masked_lm_positions)
             assert list(feature["input_ids"].int64_list.value) == \
                 instance.tokens + [0] * (16 - length)
-            assert list(feature["input_mask"].int64_list.value) == [1] * length + [0] * (16 - length)
+            assert list(feature["input_mask"].int64_list.value) == \
+                [1] * length + [0] * (16 - length)
             assert list(feature["segment_ids"].int64_list.value) == \
                 instance.segment_ids + [0] * (16 - length)
             assert list(feature["masked_lm_positions"].int64_list.value) == \
@@ -134,7 +137,54 @@ def test_a_leftover_incomplete_shard_is_refused(tmp_path):
         pretraining_dataset_from_tfrecords(str(tmp_path / "train-*"), 1, 16, 3)
 
 
-# --- reading Google's files ------------------------------------------------------------------------
+def test_write_pretraining_data_matches_googles_script_end_to_end(tmp_path):
+    vocab_words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "dog", "sat", "ran",
+                   "on", "a", "mat", "un", "##able", "##s", "to", "see", ".", ","]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab_words) + "\n")
+    rng = random.Random(0)
+    words = ["the", "cat", "cats", "dog", "dogs", "sat", "ran", "on", "a", "mat", "unable", "to",
+             "see", ",", "The", "Dogs"]
+    lines = []
+    for _ in range(12):  # documents: one sentence a line, a blank line after each
+        for _ in range(rng.randint(1, 8)):
+            lines.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) + " .")
+        lines.append("")
+    (tmp_path / "corpus.txt").write_text("\n".join(lines))
+
+    paths = write_pretraining_data(str(tmp_path / "corpus.txt"), str(tmp_path / "vocab.txt"),
+                                   str(tmp_path / "out" / "train"), max_seq_length=24,
+                                   max_predictions_per_seq=4, dupe_factor=2,
+                                   do_whole_word_mask=True, num_shards=2, seed=7)
+
+    # Google's script: read lines, tokenize with FullTokenizer, pair, mask, write round robin.
+    tokenizer = FullTokenizer(vocab_words)
+    documents = [[]]
+    for line in lines:
+        if not line.strip():
+            documents.append([])
+        elif tokenizer.tokenize(line):
+            documents[-1].append(tokenizer.tokenize(line))
+    expected = google_training_instances(documents, vocab_words, 24, 2, 0.1, 0.15, 4, True,
+                                         random.Random(7))
+    ids = {token: i for i, token in enumerate(vocab_words)}
+    for shard, path in enumerate(paths):
+        examples = raw_examples(path)
+        assert len(examples) == len(expected[shard::2]) > 10
+        for example, (tokens, segments, is_random_next, positions, labels) in zip(
+                examples, expected[shard::2]):
+            feature = example.features.feature
+            pad = 24 - len(tokens)
+            assert list(feature["input_ids"].int64_list.value) == \
+                [ids[t] for t in tokens] + [0] * pad
+            assert list(feature["segment_ids"].int64_list.value) == segments + [0] * pad
+            assert list(feature["masked_lm_positions"].int64_list.value) == \
+                positions + [0] * (4 - len(positions))
+            assert list(feature["masked_lm_ids"].int64_list.value) == \
+                [ids[t] for t in labels] + [0] * (4 - len(labels))
+            assert list(feature["next_sentence_labels"].int64_list.value) == [int(is_random_next)]
+
+
+# --- reading Google's files -----------------------------------------------------------------------
 
 def test_files_in_googles_layout_load_unchanged(tmp_path):
     write_examples(tmp_path / "google.tfrecord", [
@@ -249,9 +299,9 @@ def test_too_few_files_for_the_input_pipelines_is_refused(tmp_path):
 
 
 def test_bad_lengths_are_refused_before_reading(tmp_path):
-    with pytest.raises(ValueError, match="max_predictions_per_seq must be a positive integer"):
+    with pytest.raises(ValueError, match="max_predictions_per_seq must be an integer of at least"):
         pretraining_dataset_from_tfrecords(str(tmp_path / "x"), 1, 16, 0)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be an integer of at least 1"):
         pretraining_dataset_from_tfrecords(str(tmp_path / "x"), 0, 16, 3)
     with pytest.raises(ValueError, match="more than seq_length=8"):
         write_instances(instances(), str(tmp_path / "train"), 8, 3)
