@@ -16,11 +16,12 @@ setup(
         "keras==3.15.1",
         "keras-hub==0.32.0",
         "safetensors==0.8.0",
+        "tensorboard==2.21.0",
+        "matplotlib>=3.8",
         "numpy>=1.26,<3",
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8"],
-        "bench": ["matplotlib>=3.8"],
+        "test": ["pytest>=8", "hypothesis>=6.100"],
     },
 )

@@ -6,6 +6,10 @@ Keras spells `reduction="mean_with_sample_weight"`. A batch whose weights are al
 loss of 0, not NaN (Keras divides with `divide_no_nan`).
 """
 
+import json
+import os
+import shutil
+
 import keras
 
 from keras_bert_min.models import ENCODER_INPUTS
@@ -125,3 +129,56 @@ def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw"
         raise ValueError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}.")
     result.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY_NAMES))
     return result
+
+
+# --- callbacks and resuming -------------------------------------------------------------------
+
+BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
+
+
+def completed_epochs(backup_dir):
+    """Epochs a `BackupAndRestore` backup in `backup_dir` has completed (0 without a backup).
+
+    Training runs in epochs of `steps_per_epoch` steps and backs up at each epoch end, so a
+    restarted run resumes at step `completed_epochs * steps_per_epoch` exactly; the input
+    pipeline skips that many batches so it sees the batches the killed run would have seen.
+    """
+    path = os.path.join(backup_dir, BACKUP_METADATA)
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return int(json.load(f)["epoch"])
+
+
+class EncoderCheckpoint(keras.callbacks.Callback):
+    """Every `every_epochs` epochs, saves the pretrainer's encoder twice under
+    `directory/step-<N>/`: `encoder.keras` (Keras) and `bert_model.ckpt` (Google's TF1 layout,
+    with `bert_config.json`), so other BERT tools can read it. Only the chief should get one."""
+
+    def __init__(self, directory, every_epochs=1, steps_per_epoch=1):
+        super().__init__()
+        self.directory = directory
+        self.every_epochs = every_epochs
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_epochs == 0:
+            self.save(int((epoch + 1) * self.steps_per_epoch))
+
+    def save(self, step):
+        from keras_bert_min.weights import save_google_checkpoint
+
+        encoder = getattr(self.model, "encoder", self.model)
+        target = os.path.join(self.directory, f"step-{step}")
+        partial = target + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+        encoder.save(os.path.join(partial, "encoder.keras"))
+        save_google_checkpoint(self.model, os.path.join(partial, "bert_model.ckpt"))
+        if encoder.bert_config.hidden_act != "gelu":
+            encoder.bert_config.to_json_file(os.path.join(partial, "bert_config.json"),
+                                             format="google")
+        else:
+            encoder.bert_config.to_json_file(os.path.join(partial, "config.json"))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)

@@ -1,0 +1,155 @@
+"""Where training runs: strategy choice, mixed precision, and the Keras multi-worker fix.
+
+Build and compile models inside `strategy.scope()`; feed `model.fit` batches of
+`global_batch_size // strategy.num_replicas_in_sync` per replica with `drop_remainder=True`.
+"""
+
+import json
+import os
+import warnings
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def get_strategy(name="auto", tpu=None):
+    """A `tf.distribute.Strategy` by name.
+
+    Args:
+        name: "auto" (a TPU if a TPU cluster resolver finds one, mirrored over several GPUs, one
+            GPU, else the default strategy), "one_device", "mirrored" (all local GPUs, or all
+            logical CPUs when there is no GPU), "multi_worker" (`MultiWorkerMirroredStrategy`
+            from `TF_CONFIG`) or "tpu".
+        tpu: TPU name or address for "tpu" (None: the resolver's default, e.g. on a TPU VM).
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        try:
+            return _tpu_strategy(tpu)
+        except (ValueError, RuntimeError, tf.errors.NotFoundError):
+            pass
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy()
+        if gpus:
+            return tf.distribute.OneDeviceStrategy(gpus[0].name)
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
+                             "environment variable, which is not set; see the README's "
+                             "multi-worker section.")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        enable_keras_multi_worker_fit()
+        return strategy
+    return _tpu_strategy(tpu)
+
+
+def _tpu_strategy(tpu):
+    """TPU path (untested here: no TPU on our CI). Shapes are static throughout: every dataset
+    batches with drop_remainder=True and fixed sequence and prediction lengths."""
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy=None):
+    """True on the worker that writes checkpoints, logs and exports (always, off a cluster)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker_index(strategy=None):
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver is not None:
+        return int(resolver.task_id or 0)
+    return 0
+
+
+def per_replica_batch_size(global_batch_size, strategy):
+    """The batch each replica sees; the global batch must split evenly, as on a TPU."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size <= 0 or global_batch_size % replicas:
+        raise ValueError(f"The global batch size {global_batch_size} must be a positive multiple "
+                         f"of the number of replicas ({replicas}); use e.g. "
+                         f"{max(1, global_batch_size // replicas) * replicas}.")
+    return global_batch_size // replicas
+
+
+def set_precision(precision):
+    """Sets the global Keras dtype policy. Variables stay float32; `mixed_float16` gets dynamic
+    loss scaling from `model.compile` (Keras wraps the optimizer in a LossScaleOptimizer)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    keras.mixed_precision.set_dtype_policy(precision)
+
+
+# --- Keras 3 multi-worker compatibility (keras-team/keras#20585) ------------------------------
+#
+# Under MultiWorkerMirroredStrategy, Keras' TensorFlow trainer fails in two places:
+#  1. `_maybe_symbolic_build` peeks at the first distributed batch and calls
+#     `strategy.reduce("MEAN", <dict of PerReplica>)`, which MWMS cannot reduce (and which would
+#     consume a batch and run a collective just to learn shapes).
+#  2. `reduce_per_replica` reduces every step's logs with `strategy.reduce("MEAN", v, axis=0)`;
+#     the logs are scalars, so axis 0 does not exist.
+# The fix builds from the dataset's element spec and reduces scalars over `axis=None`. It is only
+# installed for the Keras versions it was tested on; others get a warning and are left alone.
+TESTED_KERAS_VERSIONS = ("3.15.1",)
+_multi_worker_fix_installed = False
+
+
+def enable_keras_multi_worker_fit():
+    """Installs the narrow fix above (idempotent). Returns True if installed."""
+    global _multi_worker_fix_installed
+    if _multi_worker_fix_installed:
+        return True
+    if keras.__version__ not in TESTED_KERAS_VERSIONS:
+        warnings.warn(f"keras_bert_min's multi-worker fix was tested on Keras "
+                      f"{TESTED_KERAS_VERSIONS}, not {keras.__version__}; it is not installed. If "
+                      "model.fit fails under MultiWorkerMirroredStrategy, see keras#20585.")
+        return False
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None and tf_trainer._collective_all_reduce_multi_worker(
+                self.distribute_strategy):
+            with self.distribute_strategy.scope():
+                self._symbolic_build(data_batch=iterator.data_adapter.get_tf_dataset().element_spec)
+            return
+        return original_build(self, iterator=iterator, data_batch=data_batch)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return keras.tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None if v.shape.rank == 0 else 0), values)
+        return original_reduce(values, strategy, reduction)
+
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    _multi_worker_fix_installed = True
+    return True
+
+
+def tf_config_for_local_workers(ports, index):
+    """A TF_CONFIG for `len(ports)` workers on 127.0.0.1 (tests and single-machine trials)."""
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+                       "task": {"type": "worker", "index": index}})
