@@ -1,0 +1,358 @@
+"""SavedModel export for TF Serving: id and raw-text signatures, written atomically.
+
+`export_saved_model` writes one version of a model in the layout TF Serving watches:
+
+    <export_base>/<version>/saved_model.pb
+                           /variables/...
+                           /assets.extra/keras_bert_min.json   what was exported, for people
+                           /assets.extra/vocab.txt             the preprocessor's vocabulary
+
+Signatures (inputs -> outputs, all batch and sequence dimensions dynamic):
+
+    serving_default   the model's own inputs, e.g. input_word_ids, input_mask, input_type_ids
+                      int32 [B, S] -> the model's outputs
+    serve_text        text tf.string [B] -> the model's outputs and input_word_ids
+    serve_text_pair   text_a, text_b tf.string [B] -> the same, for sentence pairs
+
+Floating outputs are float32 whatever the model's dtype policy. A classifier (an output `logits`
+of shape [B, C], C > 1) also returns `probabilities` (softmax) and `label` (argmax, int32). The
+text signatures tokenize in the graph with the given `BertPreprocessor`; they exist only for
+models whose inputs are exactly the three encoder inputs, since text alone cannot say which
+positions a pretrainer should predict (`masked_lm_positions`). They also return the packed
+`input_word_ids`, so per-token outputs can be lined up with the word pieces (see vocab.txt).
+
+Why the variables are tracked by hand: a Keras 3 variable wraps a `tf.Variable`, and when a Keras
+model is saved as part of a `tf.Module`, each wrapper is exported as a second variable that the
+checkpoint restores while the signatures read the first. `tf.saved_model.load` restores by object
+and never notices; the TF1 session loader of TF Serving restores by graph and leaves the first
+copy uninitialised ("Could not find variable ..."). Tracking the wrapped `tf.Variable`s, and not
+the Keras objects, exports each variable once, under the name the signatures use.
+
+The version appears in one atomic rename of a finished directory. TF Serving loads only
+all-digit directory names, so the work directory (".export-tmp-...") is never loaded, even if a
+crash leaves it behind; a failed export removes it.
+"""
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+from keras_bert_min.models import ENCODER_INPUTS
+from keras_bert_min.text.preprocessor import graph_op_types, unservable_ops
+from keras_bert_min.text.vocab import write_vocab
+
+SERVING_DEFAULT = "serving_default"
+SERVE_TEXT = "serve_text"
+SERVE_TEXT_PAIR = "serve_text_pair"
+METADATA_FILE = os.path.join("assets.extra", "keras_bert_min.json")
+VOCAB_FILE = os.path.join("assets.extra", "vocab.txt")
+
+# TF Serving's file-system source takes a child of the base path as a version iff it parses as
+# an integer; everything else (our work directories included) is ignored.
+_VERSION_DIR = re.compile(r"[0-9]+")
+_WORK_DIR_PREFIX = ".export-tmp-"
+
+
+def export_saved_model(model, export_base, preprocessor=None, version=None):
+    """Exports a Keras BERT model as a new version for TF Serving; see the module docstring.
+
+    Args:
+        model: a functional Keras model with dict inputs and dict outputs, such as
+            `BertEncoder`, `BertPretrainer` or a fine-tuning model from `models.py`.
+        export_base: the model's base directory (TF Serving's `--model_base_path`); created
+            if missing.
+        preprocessor: a `keras_bert_min.text.BertPreprocessor` to add the raw-text signatures
+            `serve_text` and `serve_text_pair`; None exports `serving_default` only.
+        version: the integer version to write; None takes one more than the highest existing
+            version (1 for an empty base). An existing version is never overwritten.
+
+    Returns:
+        str, the version directory, e.g. "<export_base>/3".
+
+    Raises:
+        ValueError: bad arguments (named in the message), an existing version, an export_base
+            that is a file or not writable, or a graph with ops stock TF Serving lacks.
+
+    Example:
+    >>> encoder, preprocessor = from_pretrained("uncased_L-2_H-128_A-2")
+    >>> export_saved_model(encoder, "/models/bert", preprocessor)
+    '/models/bert/1'
+    """
+    input_specs = _input_specs(model)
+    _check_preprocessor(model, preprocessor)
+    export_base = _writable_export_base(export_base)
+    version = _checked_version(export_base, version)
+    final_dir = os.path.join(export_base, str(version))
+
+    work_dir = tempfile.mkdtemp(prefix=_WORK_DIR_PREFIX, dir=export_base)
+    try:
+        _write_saved_model(model, preprocessor, input_specs, work_dir)
+        unservable = unservable_saved_model_ops(work_dir)
+        if unservable:
+            raise ValueError(f"The exported graph uses ops stock TF Serving lacks: {unservable}. "
+                             "Use core TensorFlow ops or the TF Text ops in "
+                             "text.preprocessor.SERVING_SAFE_TF_TEXT_OPS.")
+        _write_assets_extra(model, preprocessor, input_specs, work_dir)
+        # os.rename refuses a non-empty target, so a version written meanwhile is kept.
+        os.rename(work_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    return final_dir
+
+
+# --- checking the arguments, before any work ------------------------------------------------------
+
+def _input_specs(model):
+    """The model's inputs as TensorSpecs of its dtypes, every dimension dynamic."""
+    inputs = getattr(model, "input", None)
+    outputs = getattr(model, "output", None)
+    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+        raise ValueError(f"export_saved_model needs a functional Keras model with dict inputs and "
+                         f"outputs (signature names come from their keys), got "
+                         f"{type(model).__name__} with inputs {type(inputs).__name__} and "
+                         f"outputs {type(outputs).__name__}.")
+    return {name: tf.TensorSpec([None] * len(tensor.shape), tensor.dtype, name=name)
+            for name, tensor in inputs.items()}
+
+
+def _check_preprocessor(model, preprocessor):
+    if preprocessor is None:
+        return
+    if not isinstance(preprocessor, tf.Module) or not callable(preprocessor):
+        raise ValueError(f"preprocessor must be a keras_bert_min.text.BertPreprocessor (a callable "
+                         f"tf.Module, so its vocab table is saved), got {type(preprocessor).__name__}.")
+    if set(model.input) != set(ENCODER_INPUTS):
+        raise ValueError(
+            f"Text signatures need a model whose inputs are exactly {list(ENCODER_INPUTS)}, but "
+            f"{model.name} takes {sorted(model.input)}. Pass preprocessor=None to export its "
+            "id signature only, or export the encoder inside it (e.g. pretrainer.encoder).")
+    # Ids past the embedding table would only fail at serving time, request by request.
+    config = getattr(model, "bert_config", None)
+    vocab_size = getattr(preprocessor, "vocab_size", None)
+    seq_length = getattr(preprocessor, "seq_length", None)
+    if config is not None and vocab_size is not None and vocab_size > config.vocab_size:
+        raise ValueError(f"The preprocessor's vocab has {vocab_size} tokens but the model's "
+                         f"vocab_size is {config.vocab_size}; use the vocab.txt the model was "
+                         "trained with.")
+    if (config is not None and seq_length is not None
+            and seq_length > config.max_position_embeddings):
+        raise ValueError(f"The preprocessor's seq_length {seq_length} exceeds the model's "
+                         f"max_position_embeddings {config.max_position_embeddings}; use a "
+                         "shorter seq_length.")
+
+
+def _writable_export_base(export_base):
+    path = os.path.abspath(os.fspath(export_base))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"export_base {path!r} is a file, not a directory. Pass the directory "
+                         "TF Serving watches (its --model_base_path), e.g. /models/bert.")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"Cannot create export_base {path!r}: {e.strerror}. Pass a directory "
+                         "you can write to.") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"export_base {path!r} is not writable; pass a directory you can write "
+                         "to, or fix its permissions.")
+    return path
+
+
+def existing_versions(export_base):
+    """The versions TF Serving would see in `export_base`, ascending.
+
+    Args:
+        export_base: a model base directory.
+
+    Returns:
+        list of int: the all-digit subdirectory names.
+
+    Example:
+    >>> existing_versions("/models/bert")
+    [1, 2]
+    """
+    return sorted(int(name) for name in os.listdir(export_base)
+                  if _VERSION_DIR.fullmatch(name)
+                  and os.path.isdir(os.path.join(export_base, name)))
+
+
+def _checked_version(export_base, version):
+    versions = existing_versions(export_base)
+    if version is None:
+        return versions[-1] + 1 if versions else 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"version must be a non-negative int (TF Serving's version numbers), "
+                         f"got {version!r}.")
+    if os.path.exists(os.path.join(export_base, str(version))):
+        raise ValueError(f"Version {version} already exists in {export_base!r}; exports never "
+                         f"overwrite. Pass version=None for the next free number "
+                         f"({versions[-1] + 1 if versions else 1}), or another one.")
+    return version
+
+
+# --- the SavedModel ------------------------------------------------------------------------------
+
+def _write_saved_model(model, preprocessor, input_specs, directory):
+    module = tf.Module()
+    # The wrapped tf.Variables, not the Keras ones: see the module docstring.
+    module.model_variables = [variable.value for variable in model.variables]
+    module.preprocessor = preprocessor  # tracks the vocab table
+
+    def model_outputs(inputs):
+        outputs = model(inputs, training=False)
+        outputs = {name: _as_float32(tensor) for name, tensor in outputs.items()}
+        if _is_classifier(model):
+            outputs["probabilities"] = tf.nn.softmax(outputs["logits"], axis=-1)
+            outputs["label"] = tf.argmax(outputs["logits"], axis=-1, output_type=tf.int32)
+        return outputs
+
+    def text_outputs(segments):
+        inputs = preprocessor(segments)
+        return {**model_outputs(inputs), "input_word_ids": inputs["input_word_ids"]}
+
+    def serve_text(text):
+        return text_outputs(text)
+
+    def serve_text_pair(text_a, text_b):
+        return text_outputs([text_a, text_b])
+
+    text_spec = tf.TensorSpec([None], tf.string)
+    signatures = {SERVING_DEFAULT: _concrete(model_outputs, [input_specs])}
+    if preprocessor is not None:
+        signatures[SERVE_TEXT] = _concrete(serve_text, [text_spec])
+        signatures[SERVE_TEXT_PAIR] = _concrete(serve_text_pair, [text_spec, text_spec])
+    tf.saved_model.save(module, directory, signatures=signatures)
+
+
+def _concrete(function, input_signature):
+    # No AutoGraph: nothing here branches on tensor values.
+    return tf.function(function, input_signature=input_signature,
+                       autograph=False).get_concrete_function()
+
+
+def _as_float32(tensor):
+    return tf.cast(tensor, tf.float32) if tensor.dtype.is_floating else tensor
+
+
+def _is_classifier(model):
+    logits = model.output.get("logits")
+    return logits is not None and len(logits.shape) == 2 and (logits.shape[-1] or 0) > 1
+
+
+def _write_assets_extra(model, preprocessor, input_specs, directory):
+    """Notes for people and tools next to the SavedModel; TF Serving ignores assets.extra."""
+    os.makedirs(os.path.join(directory, "assets.extra"), exist_ok=True)
+    config = getattr(model, "bert_config", None)
+    signatures = [SERVING_DEFAULT] + ([SERVE_TEXT, SERVE_TEXT_PAIR] if preprocessor else [])
+    metadata = {
+        "model_class": type(model).__name__,
+        "model_name": model.name,
+        "bert_config": config.to_dict() if config is not None else None,
+        "inputs": {name: spec.dtype.name for name, spec in input_specs.items()},
+        "outputs": sorted(model.output) + (["label", "probabilities"]
+                                           if _is_classifier(model) else []),
+        "signatures": signatures,
+        "seq_length": getattr(preprocessor, "seq_length", None),
+        "lower_case": getattr(preprocessor, "lower_case", None),
+        "label_names": _label_names(model),
+    }
+    with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2)
+    if getattr(preprocessor, "vocab", None) is not None:
+        write_vocab(preprocessor.vocab, os.path.join(directory, VOCAB_FILE))
+
+
+def _label_names(model):
+    names = getattr(model, "label_names", None)
+    return [str(name) for name in names] if names is not None else None
+
+
+# --- reading an export back ----------------------------------------------------------------------
+
+def _read_saved_model_proto(export_dir):
+    path = os.path.join(os.fspath(export_dir), "saved_model.pb")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No saved_model.pb in {os.fspath(export_dir)!r}; pass a version "
+                                "directory such as <export_base>/1.")
+    saved_model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    return saved_model
+
+
+def saved_model_op_types(export_dir):
+    """Every op type of a SavedModel: graph nodes and the bodies of all library functions.
+
+    Args:
+        export_dir: a SavedModel directory (a version directory).
+
+    Returns:
+        set of str.
+
+    Example:
+    >>> "WordpieceTokenizeWithOffsets" in saved_model_op_types("/models/bert/1")
+    True
+    """
+    saved_model = _read_saved_model_proto(export_dir)
+    return set().union(*(graph_op_types(meta_graph.graph_def)
+                         for meta_graph in saved_model.meta_graphs))
+
+
+def unservable_saved_model_ops(export_dir):
+    """The op types of a SavedModel that stock TF Serving may lack; [] means servable.
+
+    Allowed are core TensorFlow ops and `text.preprocessor.SERVING_SAFE_TF_TEXT_OPS`.
+
+    Args:
+        export_dir: a SavedModel directory.
+
+    Returns:
+        sorted list of str.
+
+    Example:
+    >>> unservable_saved_model_ops("/models/bert/1")
+    []
+    """
+    saved_model = _read_saved_model_proto(export_dir)
+    return sorted(set().union(*(unservable_ops(meta_graph.graph_def)
+                                for meta_graph in saved_model.meta_graphs)))
+
+
+def describe_signatures(export_dir):
+    """The signatures of a SavedModel as `saved_model_cli show --all` prints them.
+
+    Args:
+        export_dir: a SavedModel directory.
+
+    Returns:
+        str, one block per signature: inputs and outputs with dtype, shape and tensor name.
+
+    Example:
+    >>> print(describe_signatures("/models/bert/1"))
+    """
+    lines = []
+    for meta_graph in _read_saved_model_proto(export_dir).meta_graphs:
+        tags = ", ".join(repr(tag) for tag in meta_graph.meta_info_def.tags)
+        lines.append(f"MetaGraphDef with tag-set: {tags} contains the following SignatureDefs:")
+        for name, signature in sorted(meta_graph.signature_def.items()):
+            if name.startswith("__"):  # TF's own, e.g. __saved_model_init_op
+                continue
+            lines += ["", f"signature_def[{name!r}]:"]
+            for kind, tensors in (("input", signature.inputs), ("output", signature.outputs)):
+                lines.append("  The given SavedModel SignatureDef contains the following "
+                             f"{kind}(s):")
+                for key, info in sorted(tensors.items()):
+                    dims = tuple(dim.size for dim in info.tensor_shape.dim)
+                    shape = "unknown_rank" if info.tensor_shape.unknown_rank else str(dims)
+                    lines += [f"    {kind}s[{key!r}] tensor_info:",
+                              f"        dtype: {types_pb2.DataType.Name(info.dtype)}",
+                              f"        shape: {shape.replace(',)', ')')}",
+                              f"        name: {info.name}"]
+            lines.append(f"  Method name is: {signature.method_name}")
+    return "\n".join(lines)
