@@ -1,0 +1,421 @@
+"""What fine-tuning needs besides the models: losses and metrics for each head, the optimizer,
+SQuAD-style span decoding, label names to ids, and labelled text files as `tf.data` batches.
+
+The heads (`keras_bert_min.models`) compile with these by default, so `model.fit` works with
+plain `(inputs, labels)` batches:
+
+    classifier        sparse cross-entropy on `logits` [B, C]; mean squared error when C = 1
+    token classifier  sparse cross-entropy on `logits` [B, S, C], skipping padding (the model
+                      marks it with a Keras mask from `input_mask`) and `ignore_label`
+    span predictor    (cross-entropy(start) + cross-entropy(end)) / 2, as Google's run_squad.py
+
+This module imports nothing else from the package at load time: the models import it.
+"""
+
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+_register = keras.saving.register_keras_serializable(package="keras_bert_min")
+
+# Google's fine-tuning recipe: peak learning rate in 2e-5..5e-5, warmup over the first 10%.
+DEFAULT_LEARNING_RATE = 3e-5
+DEFAULT_WARMUP_FRACTION = 0.1
+# The ignore label of Hugging Face's token-classification datasets (and PyTorch's default).
+DEFAULT_IGNORE_LABEL = -100
+
+SPAN_OUTPUTS = ("start_logits", "end_logits")
+
+
+# --- losses, metrics, optimizer ----------------------------------------------------------------
+
+def classifier_loss(num_classes):
+    """Sparse cross-entropy on logits for `num_classes >= 2`, mean squared error for 1."""
+    if num_classes == 1:
+        return keras.losses.MeanSquaredError(name="mse_loss", dtype="float32")
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="loss",
+                                                      dtype="float32")
+
+
+def classifier_metrics(num_classes):
+    """Accuracy for classes, mean absolute error for regression (`num_classes == 1`)."""
+    if num_classes == 1:
+        return [keras.metrics.MeanAbsoluteError(name="mae", dtype="float32")]
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype="float32")]
+
+
+def token_classifier_loss(ignore_label=DEFAULT_IGNORE_LABEL):
+    """Sparse cross-entropy averaged over the tokens whose label is not `ignore_label`.
+
+    Padding is skipped through the Keras mask that `BertTokenClassifier` puts on its logits.
+    """
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_label,
+                                                      name="loss", dtype="float32")
+
+
+def token_classifier_metrics(ignore_label=DEFAULT_IGNORE_LABEL):
+    return [TokenAccuracy(ignore_label, name="accuracy", dtype="float32")]
+
+
+def span_losses():
+    """One sparse cross-entropy per output; compile with `SPAN_LOSS_WEIGHTS` to average them."""
+    return {name: keras.losses.SparseCategoricalCrossentropy(from_logits=True, name=f"{name}_loss",
+                                                             dtype="float32")
+            for name in SPAN_OUTPUTS}
+
+
+SPAN_LOSS_WEIGHTS = {"start_logits": 0.5, "end_logits": 0.5}
+
+
+def span_metrics():
+    return {name: [keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype="float32")]
+            for name in SPAN_OUTPUTS}
+
+
+@_register
+class TokenAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    """Token accuracy that skips `ignore_label` labels (and padding, through the logits' mask).
+
+    Args:
+        ignore_label: the label of tokens that are not scored, e.g. -100.
+
+    Example:
+    >>> metric = TokenAccuracy(ignore_label=-100)
+    >>> metric.update_state([[1, -100]], [[[0.0, 1.0], [1.0, 0.0]]])
+    >>> float(metric.result())
+    1.0
+    """
+
+    def __init__(self, ignore_label=DEFAULT_IGNORE_LABEL, name="accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.ignore_label = ignore_label
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        scored = ops.cast(ops.not_equal(y_true, self.ignore_label), self.dtype)
+        if sample_weight is not None:
+            scored = scored * ops.cast(sample_weight, self.dtype)
+        return super().update_state(y_true, y_pred, sample_weight=scored)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_label": self.ignore_label}
+
+
+def finetuning_optimizer(total_steps=None, learning_rate=DEFAULT_LEARNING_RATE,
+                         warmup_fraction=DEFAULT_WARMUP_FRACTION):
+    """Google's fine-tuning optimizer: AdamW (decay 0.01 except LayerNorm and bias, clip 1.0).
+
+    Args:
+        total_steps: steps of the whole run. Given, the rate warms up linearly over the first
+            `warmup_fraction` of them and decays linearly to 0 at the end (`create_optimizer`);
+            None gives a constant rate, for when the run length is not known.
+        learning_rate: the peak rate; BERT's paper searches 2e-5..5e-5.
+        warmup_fraction: share of `total_steps` spent warming up.
+
+    Example:
+    >>> optimizer = finetuning_optimizer(total_steps=3 * 265)
+    """
+    # Imported here: training imports models, which import this module.
+    from keras_bert_min.training import NO_WEIGHT_DECAY_NAMES, create_optimizer
+
+    if total_steps is not None:
+        return create_optimizer(learning_rate, total_steps, round(warmup_fraction * total_steps))
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=0.01,
+                                       epsilon=1e-6, global_clipnorm=1.0)
+    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY_NAMES))
+    return optimizer
+
+
+# --- span decoding -------------------------------------------------------------------------------
+
+def answer_positions(input_type_ids, input_mask):
+    """Where an answer may start or end: the second segment's tokens, without its final [SEP].
+
+    Args:
+        input_type_ids, input_mask: int arrays [B, S] as `BertPreprocessor` packs
+            `[CLS] question [SEP] context [SEP]`.
+
+    Returns:
+        bool array [B, S].
+    """
+    in_context = (np.asarray(input_type_ids) == 1) & (np.asarray(input_mask) == 1)
+    # The last position of the second segment is its [SEP].
+    length = in_context.shape[-1]
+    last = length - 1 - np.argmax(in_context[..., ::-1], axis=-1)
+    is_last = np.arange(length) == last[..., None]
+    return in_context & ~is_last
+
+
+def decode_span(start_logits, end_logits, input_type_ids, input_mask, max_answer_length=30):
+    """The best answer span of each example: argmax of `start_logits[i] + end_logits[j]` over
+    valid spans, i.e. `i <= j < i + max_answer_length`, both inside the second segment and not
+    on its [SEP] or on padding (`answer_positions`).
+
+    Args:
+        start_logits, end_logits: float arrays [B, S] (tensors are converted).
+        input_type_ids, input_mask: the model inputs, int [B, S].
+        max_answer_length: longest answer in tokens (Google's run_squad.py default: 30).
+
+    Returns:
+        `(starts, ends)`, int arrays [B] of token positions, inclusive. An example with no
+        valid position (no second segment) gets `(-1, -1)`: never an invalid span.
+
+    Example:
+    >>> outputs = span_predictor.predict(inputs)
+    >>> starts, ends = decode_span(outputs["start_logits"], outputs["end_logits"],
+    ...                            inputs["input_type_ids"], inputs["input_mask"])
+    """
+    if isinstance(max_answer_length, bool) or not isinstance(max_answer_length, int) \
+            or max_answer_length < 1:
+        raise ValueError(f"max_answer_length must be a positive int, got {max_answer_length!r}.")
+    start = np.asarray(ops.convert_to_numpy(start_logits), dtype="float64")
+    end = np.asarray(ops.convert_to_numpy(end_logits), dtype="float64")
+    if start.ndim != 2 or start.shape != end.shape:
+        raise ValueError(f"start_logits and end_logits must both be [batch, seq_length], got "
+                         f"shapes {start.shape} and {end.shape}.")
+    allowed = answer_positions(ops.convert_to_numpy(input_type_ids),
+                               ops.convert_to_numpy(input_mask))
+    if allowed.shape != start.shape:
+        raise ValueError(f"input_type_ids and input_mask have shape {allowed.shape}, the logits "
+                         f"{start.shape}; pass the inputs the logits were computed from.")
+
+    length = start.shape[1]
+    offset = np.arange(length)[None, :] - np.arange(length)[:, None]  # [i, j] -> j - i
+    valid = ((offset >= 0) & (offset < max_answer_length))[None] \
+        & allowed[:, :, None] & allowed[:, None, :]
+    scores = np.where(valid, start[:, :, None] + end[:, None, :], -np.inf)
+    best = scores.reshape(len(scores), -1).argmax(axis=1)
+    starts, ends = np.divmod(best, length)
+    found = valid.reshape(len(valid), -1).any(axis=1)
+    return np.where(found, starts, -1), np.where(found, ends, -1)
+
+
+# --- label names ---------------------------------------------------------------------------------
+
+class LabelMap:
+    """Label names to class ids and back: id i is the i-th of the sorted names.
+
+    Names sort as integers when they all are integers ("2" before "10"), else as strings, so
+    the same labels always get the same ids.
+
+    Args:
+        names: the label names, in id order, without repeats.
+
+    Example:
+    >>> labels = LabelMap.from_labels(["pos", "neg", "pos"])
+    >>> labels.names, labels.encode(["pos", "neg"]).tolist()
+    (['neg', 'pos'], [1, 0])
+    """
+
+    FILE_NAME = "labels.json"
+
+    def __init__(self, names):
+        names = [str(name) for name in names]
+        if not names:
+            raise ValueError("A LabelMap needs at least one label name.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"Label names repeat: {names}.")
+        self.names = names
+        self._ids = {name: i for i, name in enumerate(names)}
+
+    @classmethod
+    def from_labels(cls, labels):
+        """The sorted distinct names of `labels` (any iterable of str or int)."""
+        names = sorted({str(label) for label in labels})
+        if names and all(_is_int(name) for name in names):
+            names.sort(key=int)
+        return cls(names)
+
+    def __len__(self):
+        return len(self.names)
+
+    def __eq__(self, other):
+        return isinstance(other, LabelMap) and self.names == other.names
+
+    def encode(self, labels, where="the data"):
+        """Class ids of `labels`, an int32 array; a name not in the map is a ValueError."""
+        unknown = sorted({str(label) for label in labels} - set(self._ids))
+        if unknown:
+            raise ValueError(f"{where} has labels {unknown[:10]} that training never saw "
+                             f"(known: {self.names[:20]}); every label must occur in the "
+                             "training data.")
+        return np.array([self._ids[str(label)] for label in labels], dtype="int32")
+
+    def decode(self, ids):
+        """Label names of class ids."""
+        return [self.names[int(i)] for i in np.asarray(ids).reshape(-1)]
+
+    def save(self, path):
+        """Writes the names, id order, as a JSON list (to a temporary name, then renamed)."""
+        _write_json_atomically(path, self.names)
+
+    @classmethod
+    def load(cls, path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No label file {path!r}; a fine-tuned classifier directory "
+                                    f"holds its label names as {cls.FILE_NAME}.")
+        with open(path, encoding="utf-8") as f:
+            names = json.load(f)
+        if not isinstance(names, list):
+            raise ValueError(f"{path!r} must hold a JSON list of label names, got {names!r:.80}.")
+        return cls(names)
+
+
+def _is_int(text):
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _write_json_atomically(path, value):
+    tmp = f"{path}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# --- labelled text files -----------------------------------------------------------------------
+
+FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def read_columns(path, columns, file_format=None):
+    """Reads named columns of a CSV, TSV or JSON-lines file, as lists of str.
+
+    CSV files are read with Python's default quoting; TSV files without any quoting (as
+    Google's `run_classifier.py` reads GLUE), so quotes stay part of the text; JSONL files hold
+    one JSON object per line. CSV and TSV need a header row.
+
+    Args:
+        path: the file.
+        columns: the column names (or JSON keys) to read.
+        file_format: "csv", "tsv" or "jsonl"; None picks by extension (.json counts as JSONL).
+
+    Returns:
+        dict column name -> list of str, rows in file order.
+
+    Example:
+    >>> data = read_columns("train.tsv", ["sentence", "label"])
+    >>> data["label"][:3]
+    ['1', '0', '1']
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No data file {path!r}.")
+    if file_format is None:
+        extension = os.path.splitext(path)[1].lower()
+        if extension not in FILE_FORMATS:
+            raise ValueError(f"Cannot tell the format of {path!r} from its extension; name it "
+                             f"one of {sorted(FILE_FORMATS)} or pass file_format.")
+        file_format = FILE_FORMATS[extension]
+    if file_format not in ("csv", "tsv", "jsonl"):
+        raise ValueError(f"file_format must be 'csv', 'tsv' or 'jsonl', got {file_format!r}.")
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = _json_rows(f, path) if file_format == "jsonl" else _delimited_rows(f, path,
+                                                                                file_format)
+        values = {column: [] for column in columns}
+        for line, row in rows:
+            missing = [column for column in columns if column not in row]
+            if missing:
+                raise ValueError(f"{path!r} has no column {missing[0]!r} (line {line}); its "
+                                 f"columns are {sorted(row)}. Pass the right column name.")
+            for column in columns:
+                values[column].append(_as_text(row[column], path, line, column))
+    if not values[columns[0]]:
+        raise ValueError(f"{path!r} holds no examples; give a file with a header and rows.")
+    return values
+
+
+def _delimited_rows(f, path, file_format):
+    if file_format == "tsv":
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None:
+        return
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{path!r} line {reader.line_num} has {len(row)} fields, the header "
+                             f"{len(header)}; check the delimiter and quoting.")
+        yield reader.line_num, dict(zip(header, row))
+
+
+def _json_rows(f, path):
+    for line_number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            raise ValueError(f"{path!r} line {line_number} is not JSON: {error}.") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path!r} line {line_number} must be a JSON object, got {line:.80}")
+        yield line_number, row
+
+
+def _as_text(value, path, line, column):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
+        raise ValueError(f"{path!r} line {line}: {column!r} is {value!r}; expected a string or "
+                         "a number.")
+    return str(value)
+
+
+def classifier_dataset(texts, labels, preprocessor, batch_size, text_pairs=None,
+                       shuffle_seed=None, drop_remainder=False):
+    """Batches of `(encoder inputs, labels)` for `model.fit`, tokenized once and cached.
+
+    Each batch is cut to its longest example, since `BertEncoder` takes any length up to the
+    preprocessor's and short texts then cost less.
+
+    Args:
+        texts: list of str (segment A).
+        labels: int class ids (or float targets for regression), one per text.
+        preprocessor: a `keras_bert_min.text.preprocessor.BertPreprocessor`.
+        batch_size: examples per batch (global, over all replicas).
+        text_pairs: optional list of str, segment B of each example.
+        shuffle_seed: shuffle each epoch with this seed; None keeps the order.
+        drop_remainder: drop the last partial batch (for training on a fixed batch shape).
+
+    Returns:
+        a `tf.data.Dataset`.
+
+    Example:
+    >>> train = classifier_dataset(["good", "bad"], [1, 0], preprocessor, 2, shuffle_seed=0)
+    >>> classifier.fit(train, epochs=3)
+    """
+    if len(texts) != len(labels) or (text_pairs is not None and len(text_pairs) != len(texts)):
+        raise ValueError(f"Got {len(texts)} texts, {len(labels)} labels and "
+                         f"{None if text_pairs is None else len(text_pairs)} text pairs; "
+                         "give one of each per example.")
+    segments = (texts,) if text_pairs is None else (texts, text_pairs)
+    dataset = (tf.data.Dataset.from_tensor_slices(segments)
+               .batch(1024)
+               .map(lambda *batch: preprocessor(list(batch)))
+               .unbatch()
+               .cache())
+    dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.from_tensor_slices(np.asarray(labels)))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    batches = len(texts) // batch_size if drop_remainder else -(-len(texts) // batch_size)
+    return (dataset.batch(batch_size, drop_remainder=drop_remainder)
+            .map(_trim_padding)
+            # unbatch() loses the count; Keras needs it for the progress bar and epoch ends.
+            .apply(tf.data.experimental.assert_cardinality(batches))
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _trim_padding(inputs, labels):
+    longest = tf.reduce_max(tf.reduce_sum(inputs["input_mask"], axis=1))
+    return {name: value[:, :longest] for name, value in inputs.items()}, labels

@@ -1,0 +1,480 @@
+"""Fine-tuning heads, losses, span decoding, labels and data files.
+
+References are independent of the code under test: NumPy cross-entropies, a brute-force span
+search written from the rules, hand-written ids and spans. Learning tests train tiny BERTs from
+scratch on generated sentences whose rule can be stated in one line.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras import ops
+
+from keras_bert_min.config import BertConfig
+from keras_bert_min.finetuning import (LabelMap, TokenAccuracy, answer_positions,
+                                       classifier_dataset, decode_span, read_columns)
+from keras_bert_min.models import (ENCODER_INPUTS, BertClassifier, BertSpanPredictor,
+                                   BertTokenClassifier, bert_classifier, bert_encoder,
+                                   bert_span_predictor, bert_token_classifier)
+from keras_bert_min.text.preprocessor import BertPreprocessor
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+POSITIVE = ["good", "great", "excellent"]
+NEGATIVE = ["bad", "awful", "terrible"]
+FILLER = ["the", "movie", "was", "a", "plot", "and", "acting", "it", "really", "quite", "story"]
+DIGITS = [str(d) for d in range(10)]
+MARK = "zebra"
+VOCAB = SPECIALS + POSITIVE + NEGATIVE + FILLER + DIGITS + [MARK, "where", "is", "?"]
+
+TINY = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+                  num_attention_heads=4, intermediate_size=64, max_position_embeddings=32,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+HEADS = {
+    "classifier": lambda encoder: bert_classifier(encoder, 3),
+    "token_classifier": lambda encoder: bert_token_classifier(encoder, 4),
+    "span_predictor": bert_span_predictor,
+}
+
+
+@pytest.fixture(scope="module")
+def vocab_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    path.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def preprocessor(vocab_file):
+    return BertPreprocessor(vocab_file, seq_length=16)
+
+
+def padded_inputs(batch=3, seq=7, seed=0):
+    """Rows `[CLS] A [SEP] B [SEP]` then padding: lengths seq, seq - 2 and 4."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array([seq, seq - 2, 4][:batch])
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype("int32")
+    type_ids = ((np.arange(seq)[None, :] >= 2) * mask).astype("int32")
+    return {"input_word_ids": (rng.integers(5, len(VOCAB), (batch, seq)) * mask).astype("int32"),
+            "input_mask": mask, "input_type_ids": type_ids}
+
+
+def log_softmax(logits):
+    logits = logits - logits.max(-1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+
+def cross_entropy(logits, labels):
+    return -np.take_along_axis(log_softmax(logits), labels[..., None], -1)[..., 0]
+
+
+# --- the heads ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_head_outputs_names_shapes_and_float32(head):
+    model = HEADS[head](bert_encoder(TINY))
+    for seq in (7, 12):  # any sequence length
+        outputs = model(padded_inputs(seq=seq))
+        expected = {"classifier": {"logits": (3, 3)},
+                    "token_classifier": {"logits": (3, seq, 4)},
+                    "span_predictor": {"start_logits": (3, seq), "end_logits": (3, seq)}}[head]
+        assert {name: tuple(value.shape) for name, value in outputs.items()} == expected
+        assert all(value.dtype == "float32" for value in outputs.values())
+    assert model.input["input_word_ids"].shape == (None, None)
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_heads_under_mixed_bfloat16(head, mixed_bfloat16):
+    model = HEADS[head](bert_encoder(TINY))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = padded_inputs()
+    assert model.encoder.compute_dtype == "bfloat16"
+    assert all(value.dtype == "float32" for value in model(x).values())
+    assert all(w.dtype == "float32" for w in model.weights)
+    y = {"classifier": np.array([0, 1, 2]), "token_classifier": np.ones((3, 7), "int32"),
+         "span_predictor": {"start_logits": np.array([2, 3, 2]),
+                            "end_logits": np.array([4, 3, 3])}}[head]
+    history = model.fit(x, y, epochs=2, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_heads_share_the_encoder_weights(head):
+    encoder = bert_encoder(TINY)
+    model = HEADS[head](encoder)
+    assert model.encoder is encoder
+    model_weights = {id(w) for w in model.weights}
+    assert all(id(w) in model_weights for w in encoder.weights)
+    # Training the head trains the very encoder the caller holds.
+    table = encoder.embedding.word_embeddings
+    before = ops.convert_to_numpy(table).copy()
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    y = {"classifier": np.array([0, 1, 2]), "token_classifier": np.ones((3, 7), "int32"),
+         "span_predictor": {"start_logits": np.array([2, 3, 2]),
+                            "end_logits": np.array([4, 3, 3])}}[head]
+    model.fit(padded_inputs(), y, epochs=1, verbose=0)
+    assert not np.allclose(ops.convert_to_numpy(table), before)
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_config_and_keras_file_round_trip(head, tmp_path):
+    model = HEADS[head](bert_encoder(TINY.replace(hidden_dropout_prob=0.1)))
+    model.compile()
+    clone = type(model).from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.bert_config == model.bert_config
+
+    x = padded_inputs()
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded) is type(model)
+    assert len(reloaded.weights) == len(model.weights)
+    for name, value in model.predict(x, verbose=0).items():
+        np.testing.assert_array_equal(reloaded.predict(x, verbose=0)[name], value)
+    # Reloaded compiled, with the head's own loss.
+    assert type(reloaded.loss) is type(model.loss)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="needs a BertEncoder"):
+        BertClassifier(keras.Sequential([keras.layers.Dense(2)]), 2)
+    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+        bert_classifier(TINY, 0)
+    with pytest.raises(ValueError, match="num_labels must be a positive int"):
+        bert_token_classifier(TINY, 2.5)
+
+
+# --- losses against NumPy -------------------------------------------------------------------------
+
+def test_classifier_loss_and_accuracy_match_numpy():
+    model = bert_classifier(TINY, 3)
+    model.compile()
+    x, labels = padded_inputs(), np.array([2, 0, 1])
+    logits = model.predict(x, verbose=0)["logits"]
+    result = model.evaluate(x, labels, verbose=0, return_dict=True)
+    np.testing.assert_allclose(result["loss"], cross_entropy(logits, labels).mean(), rtol=1e-5)
+    assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == labels))
+
+
+def test_regression_head_uses_mean_squared_error():
+    model = bert_classifier(TINY, 1)
+    model.compile()
+    x, targets = padded_inputs(), np.array([0.5, -1.0, 2.0], "float32")
+    predictions = model.predict(x, verbose=0)["logits"]
+    assert predictions.shape == (3, 1)
+    loss = model.evaluate(x, targets, verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(loss, np.mean((predictions[:, 0] - targets) ** 2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("ignore_label", [-100, -1])
+def test_token_loss_skips_padding_and_the_ignore_label(ignore_label):
+    model = bert_token_classifier(TINY, 4, ignore_label=ignore_label)
+    model.compile()
+    x = padded_inputs()
+    labels = np.random.default_rng(1).integers(0, 4, (3, 7))
+    labels[:, 0] = ignore_label    # [CLS]
+    labels[0, 3] = ignore_label    # e.g. a word's second piece
+    # Padding keeps real-looking labels: only input_mask says they do not count.
+    logits = model.predict(x, verbose=0)["logits"]
+    scored = (x["input_mask"] == 1) & (labels != ignore_label)
+    assert scored.sum() == 7 + 5 + 4 - 4  # lengths 7, 5, 4; three [CLS] and one piece
+    safe_labels = np.where(labels == ignore_label, 0, labels)
+    expected_loss = cross_entropy(logits, safe_labels)[scored].mean()
+    expected_accuracy = (logits.argmax(-1) == labels)[scored].mean()
+
+    result = model.evaluate(x, labels, verbose=0, return_dict=True)
+    np.testing.assert_allclose(result["loss"], expected_loss, rtol=1e-5)
+    np.testing.assert_allclose(result["accuracy"], expected_accuracy, rtol=1e-6)
+
+
+def test_token_accuracy_by_hand():
+    metric = TokenAccuracy(ignore_label=-1)
+    logits = np.array([[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]], "float32")  # predicts 1, 0, 1
+    metric.update_state(np.array([[1, 1, -1]]), logits)  # right, wrong, ignored
+    assert float(metric.result()) == 0.5
+
+
+def test_span_loss_is_the_mean_of_start_and_end_cross_entropies():
+    model = bert_span_predictor(TINY)
+    model.compile()
+    x = padded_inputs()
+    starts, ends = np.array([3, 2, 1]), np.array([5, 4, 3])
+    outputs = model.predict(x, verbose=0)
+    expected = 0.5 * (cross_entropy(outputs["start_logits"], starts).mean()
+                      + cross_entropy(outputs["end_logits"], ends).mean())
+    result = model.evaluate(x, {"start_logits": starts, "end_logits": ends}, verbose=0,
+                            return_dict=True)
+    np.testing.assert_allclose(result["loss"], expected, rtol=1e-5)
+
+
+# --- learning stated rules -------------------------------------------------------------------------
+
+def sentiment_sentences(count, seed):
+    """Filler words with one sentiment word somewhere; label 1 iff it is a positive word."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(count):
+        words = list(rng.choice(FILLER, rng.integers(3, 7)))
+        positive = bool(rng.integers(2))
+        words.insert(rng.integers(len(words) + 1), rng.choice(POSITIVE if positive else NEGATIVE))
+        texts.append(" ".join(words))
+        labels.append(int(positive))
+    return texts, labels
+
+
+def test_classifier_learns_sentiment_words(preprocessor):
+    keras.utils.set_random_seed(0)
+    train = classifier_dataset(*sentiment_sentences(256, seed=1), preprocessor, 32,
+                               shuffle_seed=0, drop_remainder=True)
+    dev_texts, dev_labels = sentiment_sentences(100, seed=2)
+    dev = classifier_dataset(dev_texts, dev_labels, preprocessor, 50)
+    classifier = bert_classifier(TINY, 2)
+    classifier.compile(optimizer=keras.optimizers.Adam(2e-3))
+    classifier.fit(train, epochs=8, verbose=0)
+    assert classifier.evaluate(dev, verbose=0, return_dict=True)["accuracy"] >= 0.9
+
+
+def test_regression_reduces_the_error(preprocessor):
+    """Target: number of positive words minus number of negative words."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(3)
+    texts, targets = [], []
+    for _ in range(192):
+        words = list(rng.choice(FILLER + POSITIVE + NEGATIVE, rng.integers(3, 9)))
+        texts.append(" ".join(words))
+        targets.append(float(sum(w in POSITIVE for w in words) - sum(w in NEGATIVE for w in words)))
+    data = classifier_dataset(texts, np.array(targets, "float32"), preprocessor, 32)
+    regressor = bert_classifier(TINY, 1)
+    regressor.compile(optimizer=keras.optimizers.Adam(2e-3))
+    before = regressor.evaluate(data, verbose=0, return_dict=True)["loss"]
+    regressor.fit(data, epochs=8, verbose=0)
+    after = regressor.evaluate(data, verbose=0, return_dict=True)["loss"]
+    assert after < 0.5 * before
+
+
+def digit_tagging(count, preprocessor, seed, ignore_label=-100):
+    """Words and digits; tag 1 on every digit token, 0 on words, ignore [CLS] and [SEP]."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(FILLER + DIGITS, rng.integers(3, 12))) for _ in range(count)]
+    x = {k: v.numpy() for k, v in preprocessor(texts).items()}
+    digit_ids = [VOCAB.index(d) for d in DIGITS]
+    labels = np.isin(x["input_word_ids"], digit_ids).astype("int32")
+    special = np.isin(x["input_word_ids"], [VOCAB.index("[CLS]"), VOCAB.index("[SEP]")])
+    labels[special] = ignore_label
+    return x, labels
+
+
+def test_token_classifier_learns_to_tag_digits(preprocessor):
+    keras.utils.set_random_seed(0)
+    x, labels = digit_tagging(256, preprocessor, seed=4)
+    dev_x, dev_labels = digit_tagging(64, preprocessor, seed=5)
+    tagger = bert_token_classifier(TINY, 2)
+    tagger.compile(optimizer=keras.optimizers.Adam(2e-3))
+    tagger.fit(x, labels, batch_size=32, epochs=6, verbose=0)
+    assert tagger.evaluate(dev_x, dev_labels, verbose=0, return_dict=True)["accuracy"] >= 0.95
+
+
+def marked_word_pairs(count, preprocessor, seed):
+    """Question "where is the zebra ?" and a context with one "zebra"; answer: that token."""
+    rng = np.random.default_rng(seed)
+    contexts = []
+    for _ in range(count):
+        words = list(rng.choice(FILLER + DIGITS, rng.integers(2, 8)))
+        words.insert(rng.integers(len(words) + 1), MARK)
+        contexts.append(" ".join(words))
+    x = {k: v.numpy() for k, v in preprocessor([["where is the zebra ?"] * count, contexts]).items()}
+    # The mark also appears in the question (segment A); the answer is the one in the context.
+    answer = (x["input_word_ids"] == VOCAB.index(MARK)) & (x["input_type_ids"] == 1)
+    assert (answer.sum(axis=1) == 1).all()
+    positions = answer.argmax(axis=1)
+    return x, positions
+
+
+def test_span_predictor_finds_the_marked_word(preprocessor):
+    keras.utils.set_random_seed(0)
+    x, positions = marked_word_pairs(256, preprocessor, seed=6)
+    reader = bert_span_predictor(TINY)
+    reader.compile(optimizer=keras.optimizers.Adam(2e-3))
+    reader.fit(x, {"start_logits": positions, "end_logits": positions}, batch_size=32,
+               epochs=8, verbose=0)
+    dev_x, dev_positions = marked_word_pairs(64, preprocessor, seed=7)
+    outputs = reader.predict(dev_x, verbose=0)
+    starts, ends = decode_span(outputs["start_logits"], outputs["end_logits"],
+                               dev_x["input_type_ids"], dev_x["input_mask"])
+    assert np.mean((starts == dev_positions) & (ends == dev_positions)) >= 0.9
+
+
+# --- span decoding ----------------------------------------------------------------------------------
+
+def reference_best_span(start, end, type_ids, mask, max_answer_length):
+    """Brute force over all spans, from the rules: both ends on second-segment tokens other
+    than its last ([SEP]), start <= end, at most max_answer_length tokens. Returns the best
+    score and the set of valid spans (None if there are none)."""
+    context = [i for i in range(len(start)) if type_ids[i] == 1 and mask[i] == 1]
+    allowed = set(context[:-1])
+    spans = {(i, j) for i in allowed for j in allowed if i <= j < i + max_answer_length}
+    if not spans:
+        return None, spans
+    return max(float(start[i]) + float(end[j]) for i, j in spans), spans
+
+
+def test_decode_span_by_hand():
+    #            [CLS]  q    q  [SEP]  c    c    c  [SEP] pad
+    type_ids = [[0,    0,   0,   0,   1,   1,   1,   1,   0]]
+    mask = [[1,        1,   1,   1,   1,   1,   1,   1,   0]]
+    start = [[0.0,     9.0, 0.0, 0.0, 1.0, 3.0, 2.0, 8.0, 10.0]]
+    end = [[0.0,       0.0, 0.0, 0.0, 5.5, 1.0, 4.0, 9.0, 10.0]]
+    # Valid spans within 2 tokens: (4,4) 6.5, (4,5) 2, (5,5) 4, (5,6) 7, (6,6) 6.
+    starts, ends = decode_span(start, end, type_ids, mask, max_answer_length=2)
+    assert (starts.tolist(), ends.tolist()) == ([5], [6])
+    # One token at most: (4,4) wins with 6.5.
+    starts, ends = decode_span(start, end, type_ids, mask, max_answer_length=1)
+    assert (starts.tolist(), ends.tolist()) == ([4], [4])
+    # A single sentence has no second segment: no span.
+    starts, ends = decode_span(start, end, [[0] * 9], mask)
+    assert (starts.tolist(), ends.tolist()) == ([-1], [-1])
+
+
+@st.composite
+def span_problems(draw):
+    batch = draw(st.integers(1, 3))
+    seq = draw(st.integers(1, 10))
+    logits = st.lists(st.floats(-50, 50, width=32), min_size=batch * seq, max_size=batch * seq)
+    bits = st.lists(st.integers(0, 1), min_size=batch * seq, max_size=batch * seq)
+    shape = (batch, seq)
+    return (np.array(draw(logits), "float32").reshape(shape),
+            np.array(draw(logits), "float32").reshape(shape),
+            np.array(draw(bits), "int32").reshape(shape),
+            np.array(draw(bits), "int32").reshape(shape),
+            draw(st.integers(1, 12)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(span_problems())
+def test_decode_span_returns_the_best_valid_span_or_none(problem):
+    start, end, type_ids, mask, max_answer_length = problem
+    starts, ends = decode_span(start, end, type_ids, mask, max_answer_length)
+    for b in range(len(start)):
+        best, spans = reference_best_span(start[b], end[b], type_ids[b], mask[b],
+                                          max_answer_length)
+        span = (int(starts[b]), int(ends[b]))
+        if best is None:
+            assert span == (-1, -1)
+        else:
+            assert span in spans
+            assert float(start[b, span[0]]) + float(end[b, span[1]]) == best
+
+
+def test_answer_positions_exclude_question_sep_and_padding():
+    type_ids = np.array([[0, 0, 0, 1, 1, 1, 0, 0]])
+    mask = np.array([[1, 1, 1, 1, 1, 1, 0, 0]])
+    assert answer_positions(type_ids, mask).astype(int).tolist() == [[0, 0, 0, 1, 1, 0, 0, 0]]
+
+
+def test_decode_span_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="max_answer_length must be a positive int, got 0"):
+        decode_span([[0.0]], [[0.0]], [[1]], [[1]], max_answer_length=0)
+    with pytest.raises(ValueError, match=r"got shapes \(1, 2\) and \(1, 3\)"):
+        decode_span([[0.0, 1.0]], [[0.0, 1.0, 2.0]], [[1, 1]], [[1, 1]])
+
+
+# --- labels and data files ----------------------------------------------------------------------------
+
+def test_label_map_sorts_and_round_trips(tmp_path):
+    labels = LabelMap.from_labels(["pos", "neg", "neutral", "pos"])
+    assert labels.names == ["neg", "neutral", "pos"]
+    assert labels.encode(["pos", "neg", "neutral"]).tolist() == [2, 0, 1]
+    assert labels.decode([2, 0, 1]) == ["pos", "neg", "neutral"]
+    # Integer names sort as numbers, not as strings ("10" after "9").
+    assert LabelMap.from_labels(["10", "9", "2", 9]).names == ["2", "9", "10"]
+    path = str(tmp_path / "labels.json")
+    labels.save(path)
+    assert json.loads(open(path, encoding="utf-8").read()) == ["neg", "neutral", "pos"]
+    assert LabelMap.load(path) == labels
+    with pytest.raises(ValueError, match=r"dev.csv has labels \['mixed'\] that training never saw"):
+        labels.encode(["pos", "mixed"], where="dev.csv")
+
+
+def test_pairs_get_segment_b_type_ids(preprocessor):
+    data = classifier_dataset(["good movie", "bad"], [1, 0], preprocessor, 2,
+                              text_pairs=["awful plot", "the story was great"])
+    x, y = next(iter(data))
+    ids = {token: i for i, token in enumerate(VOCAB)}
+    expected_words = [
+        [ids[t] for t in ["[CLS]", "good", "movie", "[SEP]", "awful", "plot", "[SEP]"]] + [0],
+        [ids[t] for t in ["[CLS]", "bad", "[SEP]", "the", "story", "was", "great", "[SEP]"]],
+    ]
+    # Cut to the longest pair (8 tokens), not padded to the preprocessor's 16.
+    assert x["input_word_ids"].numpy().tolist() == expected_words
+    assert x["input_type_ids"].numpy().tolist() == [[0, 0, 0, 0, 1, 1, 1, 0],
+                                                    [0, 0, 0, 1, 1, 1, 1, 1]]
+    assert x["input_mask"].numpy().tolist() == [[1] * 7 + [0], [1] * 8]
+    assert y.numpy().tolist() == [1, 0]
+
+
+def test_read_columns_csv_tsv_jsonl(tmp_path):
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text('text,label\n"good, really",pos\n"she said ""bad""",neg\n',
+                        encoding="utf-8")
+    assert read_columns(csv_file, ["text", "label"]) == {
+        "text": ["good, really", 'she said "bad"'], "label": ["pos", "neg"]}
+    # TSV has no quoting: quotes are part of the text, as in the movie-review files.
+    tsv_file = tmp_path / "data.tsv"
+    tsv_file.write_text("id\tlabel\tsentence\n1\t1\t''Conan'' \"rocks\n", encoding="utf-8")
+    assert read_columns(tsv_file, ["sentence", "label"]) == {
+        "sentence": ["''Conan'' \"rocks"], "label": ["1"]}
+    jsonl_file = tmp_path / "data.jsonl"
+    jsonl_file.write_text('{"a": "x", "b": "y", "label": 2}\n\n{"a": "z", "b": "w", "label": 0}\n',
+                          encoding="utf-8")
+    assert read_columns(jsonl_file, ["a", "b", "label"]) == {
+        "a": ["x", "z"], "b": ["y", "w"], "label": ["2", "0"]}
+
+
+def test_read_columns_errors(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\ngood,pos\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"has no column 'sentence' .* columns are \['label', "
+                                         r"'text'\]"):
+        read_columns(data, ["sentence", "label"])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="holds no examples"):
+        read_columns(empty, ["text", "label"])
+    ragged = tmp_path / "ragged.tsv"
+    ragged.write_text("text\tlabel\ngood\tpos\textra\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2 has 3 fields, the header 2"):
+        read_columns(ragged, ["text", "label"])
+    xml = tmp_path / "data.xml"
+    xml.write_text("<text>good</text>", encoding="utf-8")
+    with pytest.raises(ValueError, match="Cannot tell the format of .*data.xml"):
+        read_columns(xml, ["text"])
+    with pytest.raises(ValueError, match="file_format must be 'csv', 'tsv' or 'jsonl', got 'xml'"):
+        read_columns(data, ["text"], file_format="xml")
+    with pytest.raises(FileNotFoundError, match="No data file"):
+        read_columns(tmp_path / "missing.csv", ["text"])
+
+
+# --- export ---------------------------------------------------------------------------------------------
+
+def test_exported_classifier_answers_raw_text_like_keras(preprocessor, tmp_path):
+    from keras_bert_min.export import export_saved_model
+
+    classifier = bert_classifier(TINY, 3)
+    texts = tf.constant(["the movie was good", "awful acting and a bad plot", "it is 42"])
+    pairs = tf.constant(["really", "quite good", "where is the zebra ?"])
+    version_dir = export_saved_model(classifier, str(tmp_path / "export"), preprocessor)
+    served = tf.saved_model.load(version_dir)
+    for signature, segments, kwargs in [
+            ("serve_text", texts, {"text": texts}),
+            ("serve_text_pair", [texts, pairs], {"text_a": texts, "text_b": pairs})]:
+        logits = classifier.predict(preprocessor(segments), verbose=0)["logits"]
+        expected = np.exp(log_softmax(logits.astype("float64")))
+        outputs = served.signatures[signature](**kwargs)
+        np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-6)
+        assert outputs["label"].numpy().tolist() == expected.argmax(-1).tolist()
