@@ -17,11 +17,14 @@ control characters into spaces (Google deletes them, joining the words around th
 normalisation is done with core string ops instead, and tensorflow-text only splits words and
 runs WordPiece.
 
-Known differences from Python, all in characters that Unicode 14 (Python 3.11's `unicodedata`)
-added after the Unicode version of TensorFlow's ICU and RE2 tables: the capital letters
-U+2C2F, U+A7C0, U+A7D0, U+A7D6, U+A7D8 and U+10570..U+10595 (Vithkuqi) are not lower-cased here.
-Lower-casing itself matches Python exactly elsewhere, final sigma and dotted capital I included,
-because `tf.strings.lower(..., encoding="utf-8")` applies ICU's full case mapping as Python does.
+Known differences from Google's Python code come only from Unicode versions. Python 3.11 knows
+Unicode 14; TensorFlow's ICU knows an older one, so the capital letters Unicode 14 added
+(U+2C2F, U+A7C0, U+A7D0, U+A7D6, U+A7D8 and Vithkuqi U+10570..U+10595) are not lower-cased
+here. TensorFlow's RE2 knows a newer one, so some code points that Python still calls
+unassigned are treated here as the marks or punctuation they have since become. The tests check
+every other assigned character. Lower-casing otherwise matches Python exactly, final sigma and
+dotted capital I included, because `tf.strings.lower(..., encoding="utf-8")` applies ICU's full
+case mapping as `str.lower()` does.
 """
 
 import os
