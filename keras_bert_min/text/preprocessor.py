@@ -239,7 +239,7 @@ class BertPreprocessor(tf.Module):
             int32 RaggedTensor [B, (wordpieces)], no special tokens added.
 
         Example:
-        >>> preprocessor.tokenize(["unaffable"])  # [[un, ##aff, ##able]]
+        >>> preprocessor.tokenize(["unaffable"])  # bert-base-uncased: [[una, ##ffa, ##ble]]
         """
         strings = _as_string_batch(strings)
         words = split_words(strings, self._lower_case)
@@ -272,6 +272,10 @@ class BertPreprocessor(tf.Module):
         if len(segments) not in (1, 2):
             raise ValueError(f"pack() takes one segment or a pair of segments, got {len(segments)}.")
         segments = [_as_ragged_ids(segment) for segment in segments]
+        batch_sizes = [segment.shape[0] for segment in segments]
+        if None not in batch_sizes and len(set(batch_sizes)) > 1:
+            raise ValueError(f"The segments of a pair have different batch sizes {batch_sizes}; "
+                             "pass one text B for each text A.")
         if len(segments) == 1:
             segments = [segments[0][:, :self._seq_length - 2]]
         else:

@@ -202,11 +202,11 @@ def _learner_params(word_counts, vocab_size, learn_params):
 def _fit_to_size(vocab, vocab_size):
     """Drops the rarest learned pieces if the learner overshot `vocab_size`.
 
-    The learner searches its count threshold only up to the count of the most frequent word,
-    which on a small corpus can leave too many pieces. Its list is ordered reserved tokens,
-    characters, then pieces by falling count, so cutting the longest pieces from the end keeps
-    the most useful ones. The characters (alone and with "##") always stay: without them some
-    words would become [UNK].
+    The learner searches its count threshold only up to `upper_thresh` and the count of the
+    most frequent word, which on a small corpus can leave too many pieces. Its list is ordered
+    reserved tokens, characters, then pieces by falling count, so cutting pieces from the end
+    drops the rarest. The characters (alone and with "##") always stay: without them some words
+    would become [UNK].
     """
     is_essential = [token in RESERVED_TOKENS or len(token.removeprefix("##")) == 1
                     for token in vocab]
@@ -229,7 +229,7 @@ def _text_dataset(texts_or_files):
     """A tf.data.Dataset of scalar strings, and the total size in bytes if known (for progress)."""
     if isinstance(texts_or_files, tf.data.Dataset):
         return texts_or_files, None
-    if isinstance(texts_or_files, (str, bytes, os.PathLike)):
+    if isinstance(texts_or_files, (str, os.PathLike)):
         files = [os.fspath(texts_or_files)]
         _check_files_exist(files)
         return tf.data.TextLineDataset(files), sum(os.path.getsize(f) for f in files)

@@ -384,6 +384,8 @@ def test_bad_inputs():
         preprocessor(tf.constant([["a", "b"]]))
     with pytest.raises(ValueError, match="got a list of 3 batches"):
         preprocessor([["a"], ["b"], ["c"]])
+    with pytest.raises(ValueError, match=r"different batch sizes \[2, 1\]"):
+        preprocessor([["a", "b"], ["c"]])
     with pytest.raises(ValueError, match="one segment or a pair"):
         preprocessor.pack([])
     with pytest.raises(ValueError, match="lower_case must be True or False"):
