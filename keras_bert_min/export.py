@@ -15,7 +15,8 @@ Signatures (inputs -> outputs, all batch and sequence dimensions dynamic):
     serve_text_pair   text_a, text_b tf.string [B] -> the same, for sentence pairs
 
 Floating outputs are float32 whatever the model's dtype policy. A classifier (an output `logits`
-of shape [B, C], C > 1) also returns `probabilities` (softmax) and `label` (argmax, int32). The
+of shape [B, C], C > 1) also returns `probabilities` (softmax) and `label` (argmax, int32), and
+with `label_names` also `label_name` (tf.string). The
 text signatures tokenize in the graph with the given `BertPreprocessor`; they exist only for
 models whose inputs are exactly the three encoder inputs, since text alone cannot say which
 positions a pretrainer should predict (`masked_lm_positions`). They also return the packed
@@ -59,7 +60,7 @@ _VERSION_DIR = re.compile(r"[0-9]+")
 _WORK_DIR_PREFIX = ".export-tmp-"
 
 
-def export_saved_model(model, export_base, preprocessor=None, version=None):
+def export_saved_model(model, export_base, preprocessor=None, version=None, label_names=None):
     """Exports a Keras BERT model as a new version for TF Serving; see the module docstring.
 
     Args:
@@ -71,6 +72,8 @@ def export_saved_model(model, export_base, preprocessor=None, version=None):
             `serve_text` and `serve_text_pair`; None exports `serving_default` only.
         version: the integer version to write; None takes one more than the highest existing
             version (1 for an empty base). An existing version is never overwritten.
+        label_names: for a classifier, the name of each class in id order (e.g. the names of
+            `finetuning.LabelMap`), served as the `label_name` output.
 
     Returns:
         str, the version directory, e.g. "<export_base>/3".
@@ -86,19 +89,21 @@ def export_saved_model(model, export_base, preprocessor=None, version=None):
     """
     input_specs = _input_specs(model)
     _check_preprocessor(model, preprocessor)
+    label_names = _checked_label_names(model, label_names)
     export_base = _writable_export_base(export_base)
     version = _checked_version(export_base, version)
     final_dir = os.path.join(export_base, str(version))
 
     work_dir = tempfile.mkdtemp(prefix=_WORK_DIR_PREFIX, dir=export_base)
     try:
-        _write_saved_model(model, preprocessor, input_specs, work_dir)
+        signatures = _signature_functions(model, preprocessor, input_specs, label_names)
+        _write_saved_model(model, preprocessor, signatures, work_dir)
         unservable = unservable_saved_model_ops(work_dir)
         if unservable:
             raise ValueError(f"The exported graph uses ops stock TF Serving lacks: {unservable}. "
                              "Use core TensorFlow ops or the TF Text ops in "
                              "text.preprocessor.SERVING_SAFE_TF_TEXT_OPS.")
-        _write_assets_extra(model, preprocessor, input_specs, work_dir)
+        _write_assets_extra(model, preprocessor, signatures, label_names, work_dir)
         # os.rename refuses a non-empty target, so a version written meanwhile is kept.
         os.rename(work_dir, final_dir)
     except BaseException:
@@ -146,6 +151,24 @@ def _check_preprocessor(model, preprocessor):
         raise ValueError(f"The preprocessor's seq_length {seq_length} exceeds the model's "
                          f"max_position_embeddings {config.max_position_embeddings}; use a "
                          "shorter seq_length.")
+
+
+def _checked_label_names(model, label_names):
+    if label_names is None:
+        return None
+    names = [str(name) for name in label_names]
+    if not is_classifier(model):
+        raise ValueError(f"label_names need a classifier (an output 'logits' of shape [B, C], "
+                         f"C > 1); {model.name} outputs {_output_shapes(model)}.")
+    num_classes = model.output["logits"].shape[-1]
+    if len(names) != num_classes or len(set(names)) != len(names):
+        raise ValueError(f"label_names must be {num_classes} distinct names, one per class of "
+                         f"{model.name}, got {names}.")
+    return names
+
+
+def _output_shapes(model):
+    return {name: tuple(tensor.shape) for name, tensor in model.output.items()}
 
 
 def _writable_export_base(export_base):
@@ -198,18 +221,17 @@ def _checked_version(export_base, version):
 
 # --- the SavedModel ------------------------------------------------------------------------------
 
-def _write_saved_model(model, preprocessor, input_specs, directory):
-    module = tf.Module()
-    # The wrapped tf.Variables, not the Keras ones: see the module docstring.
-    module.model_variables = [variable.value for variable in model.variables]
-    module.preprocessor = preprocessor  # tracks the vocab table
+def _signature_functions(model, preprocessor, input_specs, label_names):
+    """Signature name -> concrete function, as listed in the module docstring."""
 
     def model_outputs(inputs):
         outputs = model(inputs, training=False)
         outputs = {name: _as_float32(tensor) for name, tensor in outputs.items()}
-        if _is_classifier(model):
+        if is_classifier(model):
             outputs["probabilities"] = tf.nn.softmax(outputs["logits"], axis=-1)
             outputs["label"] = tf.argmax(outputs["logits"], axis=-1, output_type=tf.int32)
+        if label_names is not None:
+            outputs["label_name"] = tf.gather(tf.constant(label_names), outputs["label"])
         return outputs
 
     def text_outputs(segments):
@@ -222,12 +244,12 @@ def _write_saved_model(model, preprocessor, input_specs, directory):
     def serve_text_pair(text_a, text_b):
         return text_outputs([text_a, text_b])
 
-    text_spec = tf.TensorSpec([None], tf.string)
     signatures = {SERVING_DEFAULT: _concrete(model_outputs, [input_specs])}
     if preprocessor is not None:
-        signatures[SERVE_TEXT] = _concrete(serve_text, [text_spec])
-        signatures[SERVE_TEXT_PAIR] = _concrete(serve_text_pair, [text_spec, text_spec])
-    tf.saved_model.save(module, directory, signatures=signatures)
+        signatures[SERVE_TEXT] = _concrete(serve_text, [_text_spec("text")])
+        signatures[SERVE_TEXT_PAIR] = _concrete(serve_text_pair,
+                                                [_text_spec("text_a"), _text_spec("text_b")])
+    return signatures
 
 
 def _concrete(function, input_signature):
@@ -236,41 +258,59 @@ def _concrete(function, input_signature):
                        autograph=False).get_concrete_function()
 
 
+def _text_spec(name):
+    return tf.TensorSpec([None], tf.string, name=name)
+
+
 def _as_float32(tensor):
     return tf.cast(tensor, tf.float32) if tensor.dtype.is_floating else tensor
 
 
-def _is_classifier(model):
+def is_classifier(model):
+    """Whether the export adds `probabilities`, `label` (and `label_name`) to the outputs.
+
+    Args:
+        model: a Keras model with dict outputs.
+
+    Returns:
+        True if it has an output `logits` of shape [B, C] with C > 1 (C = 1 is a regressor).
+
+    Example:
+    >>> is_classifier(bert_classifier("tiny", num_classes=3)), is_classifier(bert_encoder("tiny"))
+    (True, False)
+    """
     logits = model.output.get("logits")
     return logits is not None and len(logits.shape) == 2 and (logits.shape[-1] or 0) > 1
 
 
-def _write_assets_extra(model, preprocessor, input_specs, directory):
+def _write_saved_model(model, preprocessor, signatures, directory):
+    module = tf.Module()
+    # The wrapped tf.Variables, not the Keras ones: see the module docstring.
+    module.model_variables = [variable.value for variable in model.variables]
+    module.preprocessor = preprocessor  # tracks the vocab table
+    tf.saved_model.save(module, directory, signatures=signatures)
+
+
+def _write_assets_extra(model, preprocessor, signatures, label_names, directory):
     """Notes for people and tools next to the SavedModel; TF Serving ignores assets.extra."""
     os.makedirs(os.path.join(directory, "assets.extra"), exist_ok=True)
     config = getattr(model, "bert_config", None)
-    signatures = [SERVING_DEFAULT] + ([SERVE_TEXT, SERVE_TEXT_PAIR] if preprocessor else [])
     metadata = {
         "model_class": type(model).__name__,
         "model_name": model.name,
         "bert_config": config.to_dict() if config is not None else None,
-        "inputs": {name: spec.dtype.name for name, spec in input_specs.items()},
-        "outputs": sorted(model.output) + (["label", "probabilities"]
-                                           if _is_classifier(model) else []),
-        "signatures": signatures,
+        "signatures": {name: {"inputs": sorted(spec.name for spec in
+                                               tf.nest.flatten(function.structured_input_signature)),
+                              "outputs": sorted(function.structured_outputs)}
+                       for name, function in signatures.items()},
         "seq_length": getattr(preprocessor, "seq_length", None),
         "lower_case": getattr(preprocessor, "lower_case", None),
-        "label_names": _label_names(model),
+        "label_names": label_names,
     }
     with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
     if getattr(preprocessor, "vocab", None) is not None:
         write_vocab(preprocessor.vocab, os.path.join(directory, VOCAB_FILE))
-
-
-def _label_names(model):
-    names = getattr(model, "label_names", None)
-    return [str(name) for name in names] if names is not None else None
 
 
 # --- reading an export back ----------------------------------------------------------------------

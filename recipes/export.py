@@ -1,0 +1,209 @@
+"""Export a BERT model as a new SavedModel version for TF Serving, and show how to call it.
+
+    python recipes/export.py --train_dir runs/classifier --export_base /models/bert
+    python recipes/export.py --model model.keras --vocab vocab.txt --seq_length 128 \\
+        --export_base /models/bert
+    python recipes/export.py --pretrained uncased_L-12_H-768_A-12 --export_base /models/bert
+
+Writes <export_base>/<version>/ atomically (see keras_bert_min/export.py for the signatures),
+then prints the signatures as `saved_model_cli show --all` does, the `docker run` line that
+serves the base directory with the stock `tensorflow/serving` image, and a `curl` request for
+its REST API.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from keras_bert_min import export as export_lib  # noqa: E402
+from keras_bert_min.finetuning import LabelMap  # noqa: E402
+from keras_bert_min.models import ENCODER_INPUTS  # noqa: E402
+from keras_bert_min.text.preprocessor import BertPreprocessor  # noqa: E402
+from keras_bert_min.weights import from_pretrained  # noqa: E402
+
+DEFAULT_SEQ_LENGTH = 128
+EXAMPLE_TEXT = "Hello world!"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    source = parser.add_argument_group("the model to export (give exactly one)")
+    sources = source.add_mutually_exclusive_group(required=True)
+    sources.add_argument("--train_dir",
+                         help="A training output directory, as recipes/pretrain.py and "
+                              "recipes/finetune_classifier.py write it: model.keras (any "
+                              "keras_bert_min model saved with model.save), vocab.txt, and "
+                              "optionally preprocessor.json ({\"seq_length\", \"lower_case\"}) "
+                              "and labels.json (a classifier's class names, served as "
+                              "label_name).")
+    sources.add_argument("--model",
+                         help="A .keras file saved with model.save; needs --vocab.")
+    sources.add_argument("--pretrained",
+                         help="A directory of pretrained weights, exported as a BertEncoder: "
+                              "Google's (bert_config.json, bert_model.ckpt.*, vocab.txt) or "
+                              "Hugging Face's (config.json, model.safetensors, vocab.txt).")
+    source.add_argument("--vocab",
+                        help="With --model: the vocab.txt the model was trained with.")
+
+    output = parser.add_argument_group("the export")
+    output.add_argument("--export_base", required=True,
+                        help="The model's base directory, which TF Serving watches (its "
+                             "--model_base_path); created if missing. Versions are its "
+                             "numbered subdirectories.")
+    output.add_argument("--version", type=int, default=None,
+                        help="Version number to write. Default: one more than the highest "
+                             "version in --export_base (1 if none). Never overwrites.")
+    output.add_argument("--seq_length", type=int, default=None,
+                        help="Tokens per example in the text signatures, [CLS] and [SEP] "
+                             f"included. Default: preprocessor.json's, else {DEFAULT_SEQ_LENGTH}. "
+                             "(serving_default takes any length.)")
+    output.add_argument("--lower_case", choices=["auto", "yes", "no"], default="auto",
+                        help="Lower-case and strip accents in the text signatures. auto: "
+                             "preprocessor.json's; for --pretrained, tokenizer_config.json or "
+                             "Google's directory name; else yes.")
+    output.add_argument("--encoder_only", action="store_true",
+                        help="Export the BertEncoder inside a pretrainer or fine-tuning model "
+                             "instead of the whole model (sequence_output and pooled_output).")
+    output.add_argument("--ids_only", action="store_true",
+                        help="Export serving_default only, without serve_text and "
+                             "serve_text_pair.")
+
+    example = parser.add_argument_group("the printed serving example")
+    example.add_argument("--model_name", default=None,
+                         help="The model's name in TF Serving (MODEL_NAME, the URL's "
+                              "/v1/models/<name>). Default: the base name of --export_base.")
+    example.add_argument("--rest_port", type=int, default=8501, help="TF Serving's REST port.")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.model and not args.vocab:
+        parser.error("--model needs --vocab, the vocab.txt the model was trained with.")
+    if args.vocab and not args.model:
+        parser.error("--vocab goes with --model (--train_dir and --pretrained have their own).")
+    return args
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+def load(args):
+    """(model, preprocessor, label names or None) from --train_dir, --model or --pretrained."""
+    settings = {}
+    if args.pretrained:
+        lower_case = None if args.lower_case == "auto" else args.lower_case == "yes"
+        model, preprocessor = from_pretrained(args.pretrained, "encoder",
+                                              args.seq_length or DEFAULT_SEQ_LENGTH, lower_case)
+        return model, preprocessor, None
+    if args.train_dir:
+        model_file, vocab_file = (os.path.join(args.train_dir, name)
+                                  for name in ("model.keras", "vocab.txt"))
+        settings = _read_json(os.path.join(args.train_dir, "preprocessor.json"), default={})
+        labels_file = os.path.join(args.train_dir, LabelMap.FILE_NAME)
+    else:
+        model_file, vocab_file, labels_file = args.model, args.vocab, None
+    for path in (model_file, vocab_file):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path!r} does not exist; a model to export needs "
+                                    "model.keras and the vocab.txt it was trained with.")
+
+    model = keras.saving.load_model(model_file, compile=False)
+    seq_length = args.seq_length or settings.get("seq_length", DEFAULT_SEQ_LENGTH)
+    lower_case = (settings.get("lower_case", True) if args.lower_case == "auto"
+                  else args.lower_case == "yes")
+    preprocessor = BertPreprocessor(vocab_file, seq_length, lower_case=lower_case)
+    label_names = (LabelMap.load(labels_file).names
+                   if labels_file and os.path.isfile(labels_file) else None)
+    return model, preprocessor, label_names
+
+
+def _read_json(path, default):
+    if not os.path.isfile(path):
+        return default
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path!r} is not valid JSON ({e}); fix or delete it.") from None
+
+
+def choose_model(model, args):
+    """The model to export, and whether it gets the text signatures (with a note if not)."""
+    if args.encoder_only:
+        model = getattr(model, "encoder", model)
+    takes_text = set(model.input) == set(ENCODER_INPUTS)
+    if args.ids_only or takes_text:
+        return model, takes_text and not args.ids_only, None
+    note = (f"{type(model).__name__} takes {sorted(model.input)}, not text alone: exporting "
+            "serving_default only. Add --encoder_only to serve its encoder on text.")
+    return model, False, note
+
+
+# --- what to tell the user ---------------------------------------------------------------------
+
+def example_request(model, preprocessor, with_text):
+    """A small :predict body for the model: one text, or the ids of [CLS] [SEP]."""
+    if with_text:
+        return {"signature_name": export_lib.SERVE_TEXT, "instances": [EXAMPLE_TEXT]}
+    ids = {"input_word_ids": [preprocessor.cls_id, preprocessor.sep_id],
+           "input_mask": [1, 1], "input_type_ids": [0, 0], "masked_lm_positions": [1]}
+    instance = {name: ids.get(name, [0, 0]) for name in sorted(model.input)}
+    return {"signature_name": export_lib.SERVING_DEFAULT, "instances": [instance]}
+
+
+def curl_command(body, model_name, port):
+    url = f"http://localhost:{port}/v1/models/{model_name}:predict"
+    return f"curl -s -X POST {url} -d {shlex.quote(json.dumps(body))}"
+
+
+def docker_command(export_base, model_name, port):
+    return (f"docker run --rm -p 8500:8500 -p {port}:8501 "
+            f"-v {shlex.quote(export_base)}:/models/{model_name} -e MODEL_NAME={model_name} "
+            "tensorflow/serving")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    source = args.train_dir or args.model or args.pretrained
+    print(f"Loading {source} ...", flush=True)
+    model, preprocessor, label_names = load(args)
+    model, with_text, note = choose_model(model, args)
+    if note:
+        print(f"Note: {note}")
+    if label_names is not None and not export_lib.is_classifier(model):
+        label_names = None  # e.g. --encoder_only on a classifier
+    print(f"Exporting {type(model).__name__} to {os.path.abspath(args.export_base)} ...",
+          flush=True)
+    version_dir = export_lib.export_saved_model(
+        model, args.export_base, preprocessor if with_text else None, version=args.version,
+        label_names=label_names)
+
+    export_base = os.path.dirname(version_dir)
+    model_name = args.model_name or os.path.basename(export_base)
+    print()
+    print(export_lib.describe_signatures(version_dir))
+    print()
+    print("Serve it with TF Serving (gRPC on 8500, REST on 8501):")
+    print("  " + docker_command(export_base, model_name, args.rest_port))
+    print("Then ask it:")
+    print("  " + curl_command(example_request(model, preprocessor, with_text), model_name,
+                              args.rest_port))
+    print()
+    print(f"Exported {type(model).__name__} as version {os.path.basename(version_dir)} of "
+          f"model {model_name!r}: {version_dir}")
+    return version_dir
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
