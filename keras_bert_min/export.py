@@ -16,11 +16,13 @@ Signatures (inputs -> outputs, all batch and sequence dimensions dynamic):
 
 Floating outputs are float32 whatever the model's dtype policy. A classifier (an output `logits`
 of shape [B, C], C > 1) also returns `probabilities` (softmax) and `label` (argmax, int32), and
-with `label_names` also `label_name` (tf.string). The
-text signatures tokenize in the graph with the given `BertPreprocessor`; they exist only for
-models whose inputs are exactly the three encoder inputs, since text alone cannot say which
-positions a pretrainer should predict (`masked_lm_positions`). They also return the packed
-`input_word_ids`, so per-token outputs can be lined up with the word pieces (see vocab.txt).
+given `label_names` also `label_name` (tf.string).
+
+The text signatures tokenize in the graph with the given `BertPreprocessor`. They exist only for
+models whose inputs are exactly the three encoder inputs: text alone cannot say which positions
+a pretrainer should predict (`masked_lm_positions`), so a pretrainer gets `serving_default` only
+(export `pretrainer.encoder` to serve it on text). They also return the packed `input_word_ids`,
+so per-token outputs can be lined up with the word pieces (vocab.txt is in assets.extra).
 
 Why the variables are tracked by hand: a Keras 3 variable wraps a `tf.Variable`, and when a Keras
 model is saved as part of a `tf.Module`, each wrapper is exported as a second variable that the
@@ -131,8 +133,9 @@ def _check_preprocessor(model, preprocessor):
     if preprocessor is None:
         return
     if not isinstance(preprocessor, tf.Module) or not callable(preprocessor):
-        raise ValueError(f"preprocessor must be a keras_bert_min.text.BertPreprocessor (a callable "
-                         f"tf.Module, so its vocab table is saved), got {type(preprocessor).__name__}.")
+        raise ValueError(f"preprocessor must be a keras_bert_min.text.BertPreprocessor (a "
+                         f"callable tf.Module, so its vocab table is saved), got "
+                         f"{type(preprocessor).__name__}.")
     if set(model.input) != set(ENCODER_INPUTS):
         raise ValueError(
             f"Text signatures need a model whose inputs are exactly {list(ENCODER_INPUTS)}, but "
@@ -299,8 +302,8 @@ def _write_assets_extra(model, preprocessor, signatures, label_names, directory)
         "model_class": type(model).__name__,
         "model_name": model.name,
         "bert_config": config.to_dict() if config is not None else None,
-        "signatures": {name: {"inputs": sorted(spec.name for spec in
-                                               tf.nest.flatten(function.structured_input_signature)),
+        "signatures": {name: {"inputs": sorted(spec.name for spec in tf.nest.flatten(
+                                  function.structured_input_signature)),
                               "outputs": sorted(function.structured_outputs)}
                        for name, function in signatures.items()},
         "seq_length": getattr(preprocessor, "seq_length", None),

@@ -101,7 +101,8 @@ def rest_request_to_arrays(body, input_dtypes):
         inputs = body["inputs"]
         columns = inputs if _is_named_inputs(inputs) else {_single_input(names): inputs}
     if set(columns) != set(names):
-        raise ValueError(f"The request names inputs {sorted(columns)}; the signature takes {names}.")
+        raise ValueError(f"The request names inputs {sorted(columns)}; the signature takes "
+                         f"{names}.")
     return {name: _as_array(columns[name], input_dtypes[name]) for name in names}
 
 

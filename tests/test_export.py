@@ -320,7 +320,8 @@ def test_rest_request_forms_convert_as_tf_serving_does():
     columns_form = rest_request_to_arrays({"inputs": {"text_a": ["a", "c"], "text_b": ["b", "d"]}},
                                           dtypes)
     for arrays in (rows_form, columns_form):
-        assert arrays["text_a"].tolist() == [b"a", b"c"] and arrays["text_b"].tolist() == [b"b", b"d"]
+        assert arrays["text_a"].tolist() == [b"a", b"c"]
+        assert arrays["text_b"].tolist() == [b"b", b"d"]
     single = rest_request_to_arrays({"instances": [[1, 2], [3, 4]]}, {"ids": tf.int32})
     assert single["ids"].dtype == np.int32 and single["ids"].tolist() == [[1, 2], [3, 4]]
     with pytest.raises(ValueError, match="signature takes"):
@@ -360,6 +361,20 @@ def test_signatures_and_metadata(exports, vocab_file):
     assert list(metadata["signatures"]) == ["serving_default"]
     assert metadata["signatures"]["serving_default"]["inputs"] == [
         "input_mask", "input_type_ids", "input_word_ids", "masked_lm_positions"]
+
+
+def test_a_mixed_precision_model_serves_float32(tmp_path, mixed_bfloat16):
+    keras.utils.set_random_seed(1)
+    encoder = BertEncoder(TINY)
+    ids = random_ids(np.random.default_rng(1), 3, 6)
+    expected = keras_outputs(encoder, ids)
+    assert expected["sequence_output"].dtype != np.float32  # bfloat16 under this policy
+    function = tf.saved_model.load(export_saved_model(encoder, tmp_path / "bert")).signatures[
+        "serving_default"]
+    served = function(**{name: tf.constant(array) for name, array in ids.items()})
+    for name, value in expected.items():
+        assert served[name].dtype == tf.float32
+        np.testing.assert_allclose(served[name], value.astype(np.float32), rtol=2e-2, atol=2e-2)
 
 
 def signature_blocks(listing):
