@@ -11,6 +11,8 @@ import os
 import shutil
 
 import keras
+import numpy as np
+from keras.src.optimizers.base_optimizer import clip_by_global_norm
 
 from keras_bert_min.models import ENCODER_INPUTS
 
@@ -104,29 +106,64 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "total_steps": self.total_steps}
 
 
+class _ClipSummedGradients:
+    """Clips the all-reduced gradient by its global norm, as Google's `run_pretraining.py` does.
+
+    Keras' TensorFlow optimizers clip each replica's partial gradient *before* summing them
+    across replicas (measured here: under a two-replica MirroredStrategy, global-norm clipping
+    made the weights differ from one device's by 1e-2 after four steps), so with several
+    replicas the effective clip depends on the replica count. This moves the global-norm clip
+    after the all-reduce; without a distribution strategy nothing changes. It relies on the
+    Keras optimizer's `_clip_gradients` / `_all_reduce_sum_gradients` hooks, and
+    `tests/test_distribute.py` checks mirrored training against one device.
+    """
+
+    def _clip_gradients(self, grads):
+        if self.global_clipnorm and self.global_clipnorm > 0:
+            return grads  # clipped once summed, in _all_reduce_sum_gradients
+        return super()._clip_gradients(grads)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        grads_and_vars = list(super()._all_reduce_sum_gradients(grads_and_vars))
+        if not (self.global_clipnorm and self.global_clipnorm > 0):
+            return grads_and_vars
+        present = [i for i, (g, _) in enumerate(grads_and_vars) if g is not None]
+        clipped = clip_by_global_norm([grads_and_vars[i][0] for i in present], self.global_clipnorm)
+        for i, gradient in zip(present, clipped):
+            grads_and_vars[i] = (gradient, grads_and_vars[i][1])
+        return grads_and_vars
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_min")
+class AdamW(_ClipSummedGradients, keras.optimizers.AdamW):
+    """Keras AdamW whose global-norm clip applies to the summed gradient of all replicas."""
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_min")
+class Lamb(_ClipSummedGradients, keras.optimizers.Lamb):
+    """Keras Lamb whose global-norm clip applies to the summed gradient of all replicas."""
+
+
 def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw",
                      weight_decay=0.01, epsilon=1e-6, clip_norm=1.0):
     """The BERT optimizer: Keras AdamW (or Lamb for large batches) with weight decay that skips
-    LayerNorm and bias variables, global-norm clipping and `WarmupLinearDecay`.
+    LayerNorm and bias variables, global-norm clipping of the summed gradient and
+    `WarmupLinearDecay`.
 
     Args:
         learning_rate: the peak learning rate (BERT: 1e-4 pretraining, 2e-5..5e-5 fine-tuning).
         total_steps: steps of the whole run; the rate reaches 0 there.
         warmup_steps: steps of linear warmup.
         optimizer: "adamw" or "lamb".
-        weight_decay, epsilon, clip_norm: Google's 0.01, 1e-6 and 1.0 by default.
+        weight_decay, epsilon, clip_norm: Google's 0.01, 1e-6 and 1.0 by default (None: no clip).
     """
-    schedule = WarmupLinearDecay(learning_rate, warmup_steps, total_steps)
-    if optimizer == "adamw":
-        result = keras.optimizers.AdamW(
-            learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999,
-            epsilon=epsilon, global_clipnorm=clip_norm)
-    elif optimizer == "lamb":
-        result = keras.optimizers.Lamb(
-            learning_rate=schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999,
-            epsilon=epsilon, global_clipnorm=clip_norm)
-    else:
+    classes = {"adamw": AdamW, "lamb": Lamb}
+    if optimizer not in classes:
         raise ValueError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}.")
+    result = classes[optimizer](
+        learning_rate=WarmupLinearDecay(learning_rate, warmup_steps, total_steps),
+        weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=epsilon,
+        global_clipnorm=clip_norm)
     result.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY_NAMES))
     return result
 
@@ -148,6 +185,36 @@ def completed_epochs(backup_dir):
         return 0
     with open(path, encoding="utf-8") as f:
         return int(json.load(f)["epoch"])
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore`, plus the state of the dropout layers' random generators.
+
+    Keras backs up the weights and the optimizer (so the step and the learning rate resume
+    where they were) but not the `SeedGenerator` states of Dropout layers, which are variables
+    outside `model.weights`; a resumed run would then redraw the dropout masks of its first
+    steps. Backing them up too makes a resumed run train exactly as an uninterrupted one.
+    """
+
+    RNG_FILE = "rng_states.npz"
+
+    def _rng_states(self):
+        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+
+    def _save_model(self):
+        super()._save_model()
+        path = os.path.join(self.backup_dir, self.RNG_FILE)
+        with open(path + ".tmp", "wb") as f:
+            np.savez(f, **{str(i): np.asarray(v) for i, v in enumerate(self._rng_states())})
+        os.replace(path + ".tmp", path)
+
+    def _load_model(self):
+        super()._load_model()
+        path = os.path.join(self.backup_dir, self.RNG_FILE)
+        if os.path.exists(path):
+            with np.load(path) as saved:
+                for i, variable in enumerate(self._rng_states()):
+                    variable.assign(saved[str(i)])
 
 
 class EncoderCheckpoint(keras.callbacks.Callback):

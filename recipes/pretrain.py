@@ -89,8 +89,10 @@ def parse_args(argv=None):
     train.add_argument("--jit_compile", action="store_true", help="Compile steps with XLA.")
     train.add_argument("--seed", type=int, default=12345)
     train.add_argument("--deterministic", action="store_true",
-                       help="Deterministic ops and input order, so a resumed run ends with "
-                            "exactly the weights of an uninterrupted one (slower).")
+                       help="Deterministic ops, and masks drawn once in Python from --seed "
+                            "(Google's static masking, --dupe_factor copies) instead of afresh "
+                            "in tf.data, so a resumed run ends with exactly the weights of an "
+                            "uninterrupted one.")
     out = parser.add_argument_group("outputs")
     out.add_argument("--output_dir", default="runs/pretrain", help="Where everything goes.")
     out.add_argument("--no_export", action="store_true", help="Skip the SavedModel export.")
@@ -146,17 +148,28 @@ def corpus_instances(args, preprocessor, documents, static_masking, seed, dupe_f
         dupe_factor=dupe_factor, static_masking=static_masking, seed=seed)
 
 
+def static_dataset(instances, args, batch_size, input_context=None, train=False):
+    """Examples whose masks were drawn in Python (Google's static masking) as a dataset: the
+    held-out set, and the training set under --deterministic, where every batch is then a pure
+    function of --seed and its position in the run."""
+    features = [pretraining.instance_to_features(i, args.seq_length, args.max_predictions_per_seq)
+                for i in instances]
+    stacked = {k: np.stack([f[k] for f in features]) for k in pretraining.FEATURE_NAMES}
+    dataset = tf.data.Dataset.from_tensor_slices(stacked)
+    if input_context is not None:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if train:
+        dataset = dataset.shuffle(len(features), seed=args.seed).repeat()
+    return dataset.batch(batch_size, drop_remainder=True)
+
+
 def heldout_dataset(args, preprocessor, documents, batch_size):
     """Fixed (static) masks on held-out documents, so every evaluation sees the same examples."""
     instances = corpus_instances(args, preprocessor, documents, True, args.seed + 1, 1)
-    features = [pretraining.instance_to_features(i, args.seq_length, args.max_predictions_per_seq)
-                for i in instances]
-    if len(features) < batch_size:
-        raise SystemExit(f"error: the held-out documents give {len(features)} examples, fewer "
+    if len(instances) < batch_size:
+        raise SystemExit(f"error: the held-out documents give {len(instances)} examples, fewer "
                          f"than one batch of {batch_size}; raise --heldout_fraction.")
-    stacked = {k: np.stack([f[k] for f in features]) for k in pretraining.FEATURE_NAMES}
-    return (tf.data.Dataset.from_tensor_slices(stacked).batch(batch_size, drop_remainder=True)
-            .map(training.split_pretraining_features))
+    return static_dataset(instances, args, batch_size).map(training.split_pretraining_features)
 
 
 def train_dataset_fn(args, preprocessor, instances, per_replica_batch, skip_batches):
@@ -166,11 +179,13 @@ def train_dataset_fn(args, preprocessor, instances, per_replica_batch, skip_batc
             dataset = tfrecords.pretraining_dataset_from_tfrecords(
                 args.tfrecords, per_replica_batch, args.seq_length, args.max_predictions_per_seq,
                 seed=args.seed, input_context=input_context)
+        elif args.deterministic:
+            dataset = static_dataset(instances, args, per_replica_batch, input_context, train=True)
         else:
             dataset = pretraining.pretraining_dataset_from_instances(
                 instances, pretraining.PretrainingVocab.from_preprocessor(preprocessor),
                 per_replica_batch, args.seq_length, args.max_predictions_per_seq,
-                seed=args.seed, input_context=input_context, deterministic=args.deterministic)
+                seed=args.seed, input_context=input_context)
         # A resumed run continues with the batches the interrupted run had not reached.
         return dataset.skip(skip_batches).map(training.split_pretraining_features)
     return dataset_fn
@@ -233,7 +248,8 @@ def fill_mask_demo(pretrainer, preprocessor, sentence, rng):
     inputs = {"input_word_ids": masked[None], "input_mask": (ids != 0).astype("int32")[None],
               "input_type_ids": np.zeros_like(ids)[None],
               "masked_lm_positions": np.array([positions], "int32")}
-    logits = pretrainer.predict(inputs, verbose=0)["mlm_logits"][0]
+    # A direct call, not predict(): it runs no cross-worker collective, so the chief alone may.
+    logits = keras.ops.convert_to_numpy(pretrainer(inputs, training=False)["mlm_logits"])[0]
     vocab = preprocessor.vocab
     lines = ["Fill-mask demo on a held-out sentence:",
              "  " + " ".join(vocab[t] for t in masked if t != preprocessor.pad_id)]
@@ -306,6 +322,9 @@ def main(argv=None):
     per_replica_batch = distribute.per_replica_batch_size(args.batch_size, strategy)
     chief = distribute.is_chief(strategy)
     os.makedirs(args.output_dir, exist_ok=True)
+    if args.init_checkpoint and not os.path.exists(args.init_checkpoint) \
+            and not os.path.exists(args.init_checkpoint + ".index"):
+        raise SystemExit(f"error: --init_checkpoint {args.init_checkpoint} does not exist.")
 
     # Data: documents -> vocab -> sentence pairs (masked in tf.data, fresh each epoch).
     heldout_documents = None
@@ -323,8 +342,8 @@ def main(argv=None):
     instances = None
     if not args.tfrecords:
         print(f"Pairing sentences of {len(documents)} documents...", flush=True)
-        instances = corpus_instances(args, preprocessor, documents, False, args.seed,
-                                     args.dupe_factor)
+        instances = corpus_instances(args, preprocessor, documents, args.deterministic,
+                                     args.seed, args.dupe_factor)
         if len(instances) < args.batch_size:
             raise SystemExit(f"error: the corpus gives {len(instances)} examples, fewer than one "
                              f"batch of {args.batch_size}; add text or lower --batch_size.")
@@ -356,17 +375,17 @@ def main(argv=None):
     dataset = strategy.distribute_datasets_from_function(train_dataset_fn(
         args, preprocessor, instances, per_replica_batch, resumed_loops * steps_per_loop))
 
-    heldout = None
+    # Held-out metrics before training (a resumed run's weights are restored inside fit, so
+    # this is the step-0 model in every run) and after it.
+    heldout, heldout_results = None, []
     heldout_log = os.path.join(args.output_dir, "heldout_metrics.json")
-    heldout_results = json.load(open(heldout_log)) if os.path.exists(heldout_log) else []
     if heldout_documents:
         heldout = heldout_dataset(args, preprocessor, heldout_documents, args.batch_size)
-        if not heldout_results:
-            heldout_results.append({"step": 0, **pretrainer.evaluate(heldout, verbose=0,
-                                                                     return_dict=True)})
+        heldout_results.append({"step": 0, **pretrainer.evaluate(heldout, verbose=0,
+                                                                 return_dict=True)})
 
     logs_dir = os.path.join(args.output_dir, "logs")
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch"),
+    callbacks = [training.BackupAndRestore(backup_dir, save_freq="epoch"),
                  keras.callbacks.TerminateOnNaN()]
     if chief:
         callbacks += [keras.callbacks.TensorBoard(logs_dir),
@@ -380,12 +399,16 @@ def main(argv=None):
     pretrainer.fit(dataset, epochs=loops, steps_per_epoch=steps_per_loop, callbacks=callbacks,
                    verbose=1 if chief and sys.stdout.isatty() else 2)
 
-    if not chief:
-        return 0
     summary = {"steps": total_steps, "config": config.to_dict(), "args": vars(args)}
-    if heldout is not None:
+    if heldout is not None:  # on every worker: evaluation is a collective under multi-worker
         heldout_results.append({"step": total_steps, **pretrainer.evaluate(heldout, verbose=0,
                                                                            return_dict=True)})
+    if not chief:
+        # Non-chief workers keep their final model apart, so a run can check they agree.
+        pretrainer.save(os.path.join(args.output_dir, "workers",
+                                     f"worker-{distribute.worker_index(strategy)}", "model.keras"))
+        return 0
+    if heldout is not None:
         with open(heldout_log, "w", encoding="utf-8") as f:
             json.dump(heldout_results, f, indent=2)
         summary["heldout"] = heldout_results

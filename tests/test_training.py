@@ -71,3 +71,49 @@ def test_split_pretraining_features():
     del features["masked_lm_weights"]
     with pytest.raises(ValueError, match=r"lack \['masked_lm_weights'\]"):
         split_pretraining_features(features)
+
+
+def test_learning_rate_warms_up_then_decays_linearly():
+    from keras_bert_min.training import WarmupLinearDecay
+
+    schedule = WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=100)
+    # Google: lr * step / warmup during warmup, then lr * (1 - step / total).
+    for step, expected in [(0, 0.0), (5, 5e-4), (9, 9e-4), (10, 9e-4), (55, 4.5e-4),
+                           (100, 0.0), (150, 0.0)]:
+        np.testing.assert_allclose(float(schedule(step)), expected, atol=1e-9)
+    assert WarmupLinearDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
+    with pytest.raises(ValueError, match="warmup_steps must be in"):
+        WarmupLinearDecay(1e-3, warmup_steps=200, total_steps=100)
+
+
+def test_weight_decay_skips_layer_norm_and_bias():
+    """With a zero gradient Adam's update is zero, so only decoupled weight decay moves a
+    variable: kernels and embeddings shrink by lr * decay, LayerNorm and biases stay put."""
+    import keras
+    from keras_bert_min import BertConfig, bert_pretrainer
+    from keras_bert_min.training import create_optimizer
+
+    pretrainer = bert_pretrainer(BertConfig.from_preset("tiny", vocab_size=30))
+    optimizer = create_optimizer(0.1, total_steps=10, warmup_steps=0, weight_decay=0.5)
+    variables = pretrainer.trainable_variables
+    for v in variables:
+        v.assign(np.ones(v.shape, "float32"))
+    optimizer.apply([keras.ops.zeros(v.shape) for v in variables], variables)
+    decayed = {v.path for v in variables if np.allclose(np.asarray(v), 1.0 - 0.1 * 0.5)}
+    kept = {v.path for v in variables if np.allclose(np.asarray(v), 1.0)}
+    assert decayed | kept == {v.path for v in variables}
+    for path in kept:
+        assert path.endswith(("gamma", "beta", "bias")), path
+    for path in decayed:
+        assert path.endswith(("kernel", "embeddings")), path
+    assert any("word_embeddings" in p for p in decayed)
+    assert any("layer_norm/gamma" in p for p in kept) and any("output_bias" in p for p in kept)
+
+
+def test_lamb_optimizer_and_unknown_name():
+    from keras_bert_min.training import create_optimizer
+    import keras
+
+    assert isinstance(create_optimizer(1e-3, 100, 10, optimizer="lamb"), keras.optimizers.Lamb)
+    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'lamb'"):
+        create_optimizer(1e-3, 100, 10, optimizer="sgd")

@@ -1,12 +1,22 @@
-"""Text pipeline: WordPiece vocab files, the in-graph BertPreprocessor, pretraining data.
+"""Text pipeline: raw text to the tensors BERT takes, as TF ops where it matters.
 
     vocab.py         read_vocab / write_vocab (BERT vocab.txt), learn_vocab (WordPiece learner)
     preprocessor.py  BertPreprocessor: text or text pairs -> input_word_ids, input_mask,
                      input_type_ids, with the ids of Google's tokenization.py
+    corpus.py        text files (BERT format or prose) -> documents of sentences
+    pretraining.py   documents -> NSP sentence pairs -> masked examples (static, or in tf.data)
+    tfrecords.py     pretraining examples in Google's TFRecord layout, written and read
 """
 
+from keras_bert_min.text.corpus import (detect_format, expand_paths, read_documents,
+                                        split_documents, split_sentences,
+                                        strip_gutenberg_boilerplate)
 from keras_bert_min.text.preprocessor import (SERVING_SAFE_TF_TEXT_OPS, BertPreprocessor,
                                               graph_op_types, unservable_ops)
+from keras_bert_min.text.pretraining import (FEATURE_NAMES, PretrainingVocab, TrainingInstance,
+                                             create_training_instances, dynamic_mask,
+                                             pretraining_dataset_from_instances,
+                                             tokenize_documents)
+from keras_bert_min.text.tfrecords import (pretraining_dataset_from_tfrecords, write_instances,
+                                           write_pretraining_data)
 from keras_bert_min.text.vocab import RESERVED_TOKENS, learn_vocab, read_vocab, write_vocab
-
-# --- pretraining.py, tfrecords.py, corpus.py: their public names go here ------------------------

@@ -435,7 +435,7 @@ class _WholeWordSelector(tf_text.RandomItemSelector):
 def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
                                        max_predictions_per_seq, masked_lm_prob=0.15,
                                        do_whole_word_mask=False, shuffle=True, repeat=True,
-                                       seed=None, input_context=None, deterministic=False):
+                                       seed=None, input_context=None):
     """A `tf.data.Dataset` of batched feature dicts, masked afresh every time it is iterated.
 
     The instances are held in memory; for a corpus larger than that, mask statically and
@@ -452,11 +452,9 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
         seq_length, max_predictions_per_seq: S and P of the padded features.
         masked_lm_prob, do_whole_word_mask: as `dynamic_mask`.
         shuffle, repeat, seed: shuffle the instances every epoch / repeat forever / seed of the
-            shuffle. The masks come from TF's global random state (`tf.random.set_seed`).
+            shuffle. The masks come from TF's global random state (`tf.random.set_seed`) and
+            are not reproducible run to run; for that, mask statically.
         input_context: an optional `tf.distribute.InputContext`.
-        deterministic: mask the batches one at a time, so that with `tf.random.set_seed` the
-            n-th batch is the same in every run (a resumed run can skip to where it stopped).
-            Parallel masking draws from the shared random state in an unpredictable order.
 
     Returns:
         A dataset of `FEATURE_NAMES` dicts, shapes [batch_size, seq_length],
@@ -518,8 +516,7 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
             "next_sentence_labels": batch["next_sentence_labels"],
         }
 
-    dataset = dataset.map(mask_and_pad,
-                          num_parallel_calls=None if deterministic else tf.data.AUTOTUNE)
+    dataset = dataset.map(mask_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

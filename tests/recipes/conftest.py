@@ -1,0 +1,37 @@
+"""A small real corpus and its vocab, shared by the recipe tests (made once per session)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory):
+    """The first chapters of a real Gutenberg book (fetched into the cache) and a 1k vocab."""
+    from keras_bert_min.datasets import fetch_gutenberg
+    from keras_bert_min.text.vocab import learn_vocab, write_vocab
+
+    directory = tmp_path_factory.mktemp("corpus")
+    book = sorted(fetch_gutenberg())[0]
+    with open(book, encoding="utf-8") as f:
+        lines = f.readlines()[:2500]
+    corpus = directory / "book.txt"
+    corpus.write_text("".join(lines), encoding="utf-8")
+    vocab = directory / "vocab.txt"
+    write_vocab(learn_vocab([str(corpus)], 1000, progress=False), str(vocab))
+    return str(corpus), str(vocab)
+
+
+def run_recipe(script, args, env=None, check=True, timeout=600):
+    """Runs `recipes/<script>` in a fresh Python process; returns the CompletedProcess."""
+    result = subprocess.run([sys.executable, os.path.join(REPO, "recipes", script), *args],
+                            cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
+                             f"{result.stderr[-5000:]}")
+    return result

@@ -1,0 +1,187 @@
+"""recipes/pretrain.py end to end, in subprocesses: outputs, resume after SIGKILL, two workers."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import keras
+
+import keras_bert_min as kbm
+from tests.recipes.conftest import REPO, run_recipe
+
+SMALL = ["--config", "tiny", "--seq_length", "32", "--max_predictions_per_seq", "5",
+         "--batch_size", "8", "--dupe_factor", "1", "--heldout_fraction", "0.1"]
+
+
+def recipe_args(corpus, vocab, output_dir, *extra):
+    return ["--corpus", corpus, "--vocab", vocab, "--output_dir", str(output_dir), *SMALL, *extra]
+
+
+def final_weights(output_dir):
+    return [np.asarray(w) for w in keras.saving.load_model(
+        os.path.join(output_dir, "model.keras")).weights]
+
+
+def test_end_to_end_on_a_real_book(small_corpus, tmp_path):
+    corpus, vocab = small_corpus
+    out = tmp_path / "run"
+    result = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, "--steps", "60",
+                                                   "--steps_per_loop", "20",
+                                                   "--checkpoint_every", "2"))
+    summary = json.loads((out / "run_summary.json").read_text())
+    heldout = summary["heldout"]
+    assert [row["step"] for row in heldout] == [0, 60]
+    assert heldout[1]["mlm_logits_loss"] < heldout[0]["mlm_logits_loss"]
+    for name in ("model.keras", "vocab.txt", "config.json", "preprocessor.json", "history.csv",
+                 "loss_curve.png", "heldout_metrics.json", "google/bert_model.ckpt.index",
+                 "google/bert_config.json", "checkpoints/step-40/encoder.keras",
+                 "checkpoints/step-40/bert_model.ckpt.index", "export/1/saved_model.pb"):
+        assert (out / name).exists(), name
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
+    assert "[MASK] at" in result.stdout and "Outputs in" in result.stdout
+    # The Google-layout checkpoint loads into a fresh pretrainer with the same numbers.
+    reloaded = keras.saving.load_model(str(out / "model.keras"))
+    fresh = kbm.bert_pretrainer(reloaded.bert_config)
+    kbm.load_google_checkpoint(fresh, str(out / "google" / "bert_model.ckpt"))
+    for a, b in zip(fresh.weights, reloaded.weights):
+        np.testing.assert_array_equal(a, b)
+    # Re-running the same command on a finished directory says so and changes nothing.
+    mtime = (out / "model.keras").stat().st_mtime
+    again = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, "--steps", "60"))
+    assert "already holds a finished run" in again.stdout
+    assert (out / "model.keras").stat().st_mtime == mtime
+
+    # Phase 2 continues from phase 1 at a longer sequence length.
+    phase2 = tmp_path / "phase2"
+    args = recipe_args(corpus, vocab, phase2, "--steps", "10", "--no_export",
+                       "--init_checkpoint", str(out))
+    args[args.index("--seq_length") + 1] = "64"
+    result = run_recipe("pretrain.py", args)
+    assert "Initialised from" in result.stdout
+    heldout = json.loads((phase2 / "heldout_metrics.json").read_text())
+    # Starting from trained weights, phase 2's step-0 loss is far below a random init's.
+    assert heldout[0]["mlm_logits_loss"] < json.loads(
+        (out / "heldout_metrics.json").read_text())[0]["mlm_logits_loss"] - 0.5
+
+
+def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path):
+    """SIGKILL after the second backup, restart: same step count and bit-identical final weights
+    to an uninterrupted run. No tolerance is needed: --deterministic draws the masks once in
+    Python from the seed and enables TF's deterministic ops, the backup holds weights, optimizer
+    state and the dropout generators' state, and the resumed pipeline skips the batches the
+    killed run had already trained on."""
+    corpus, vocab = small_corpus
+    extra = ["--steps", "80", "--steps_per_loop", "10", "--deterministic", "--no_export",
+             "--checkpoint_every", "100"]
+    reference = tmp_path / "uninterrupted"
+    run_recipe("pretrain.py", recipe_args(corpus, vocab, reference, *extra))
+
+    out = tmp_path / "killed"
+    metadata = out / "backup" / "worker-0" / "training_metadata.json"
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "recipes", "pretrain.py"),
+         *recipe_args(corpus, vocab, out, *extra)], cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "run_summary.json").exists()
+
+    result = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, *extra))
+    assert "Resuming from the backup at step" in result.stdout
+    assert json.loads((out / "run_summary.json").read_text())["steps"] == 80
+    for resumed, uninterrupted in zip(final_weights(out), final_weights(reference)):
+        np.testing.assert_array_equal(resumed, uninterrupted)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_together(small_corpus, tmp_path):
+    from keras_bert_min.distribute import tf_config_for_local_workers
+
+    corpus, vocab = small_corpus
+    out = tmp_path / "multi"
+    ports = free_ports(2)
+    args = [sys.executable, os.path.join(REPO, "recipes", "pretrain.py"),
+            *recipe_args(corpus, vocab, out, "--steps", "20", "--steps_per_loop", "10",
+                         "--strategy", "multi_worker", "--no_export")]
+    workers = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env={**os.environ,
+                                                "TF_CONFIG": tf_config_for_local_workers(ports, i)})
+               for i in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-5000:]
+    assert "2 replica(s) (MultiWorkerMirroredStrategy" in outputs[0]
+    chief = final_weights(out)
+    other = [np.asarray(w) for w in keras.saving.load_model(
+        str(out / "workers" / "worker-1" / "model.keras")).weights]
+    for a, b in zip(chief, other):
+        np.testing.assert_array_equal(a, b)
+    # Only the chief wrote the shared outputs; its checkpoint loads.
+    assert (out / "run_summary.json").exists() and (out / "logs").exists()
+    fresh = kbm.bert_pretrainer(keras.saving.load_model(str(out / "model.keras")).bert_config)
+    kbm.load_google_checkpoint(fresh, str(out / "google" / "bert_model.ckpt"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "0"], "--steps must be positive"),
+    (["--corpus", "/nonexistent/*.txt"], "/nonexistent"),
+    (["--strategy", "mirrored", "--batch_size", "3"], "must be a positive multiple of the number "
+                                                       "of replicas \\(2\\)"),
+    (["--config", "enormous"], "Unknown BERT preset 'enormous'"),
+])
+def test_bad_input_fails_before_training(small_corpus, tmp_path, extra, message):
+    import recipes.pretrain as recipe  # in-process: the two logical CPUs of conftest exist here
+
+    corpus, vocab = small_corpus
+    args = recipe_args(corpus, vocab, tmp_path / "bad")
+    for flag, value in zip(extra[::2], extra[1::2]):
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    with pytest.raises((SystemExit, ValueError, FileNotFoundError), match=message):
+        recipe.main(args)
+    assert not (tmp_path / "bad" / "model.keras").exists()
+
+
+def test_corpus_too_small_for_one_batch(small_corpus, tmp_path):
+    import recipes.pretrain as recipe
+
+    _, vocab = small_corpus
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("One sentence here. And another one.\n\nA second document. It is short.\n")
+    with pytest.raises(SystemExit, match="fewer than one batch"):
+        recipe.main(recipe_args(str(tiny), vocab, tmp_path / "out", "--heldout_fraction", "0.4"))
+
+
+def test_init_checkpoint_from_another_config_is_refused(small_corpus, tmp_path):
+    import recipes.pretrain as recipe
+
+    corpus, vocab = small_corpus
+    other = kbm.bert_pretrainer(kbm.BertConfig.from_preset(
+        "mini", vocab_size=len(open(vocab, encoding="utf-8").read().splitlines())))
+    other.save(str(tmp_path / "other.keras"))
+    with pytest.raises(SystemExit, match="was trained with config"):
+        recipe.main(recipe_args(corpus, vocab, tmp_path / "out", "--init_checkpoint",
+                                str(tmp_path / "other.keras")))

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+import keras_bert_min as kbm
+from keras_bert_min import distribute
+from keras_bert_min.training import compile_pretrainer, create_optimizer, split_pretraining_features
+
+TINY = kbm.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=16,
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def features(batch=16, seq=12, predictions=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "input_word_ids": rng.integers(1, 60, (batch, seq)).astype("int32"),
+        "input_mask": np.ones((batch, seq), "int32"),
+        "input_type_ids": (np.arange(seq) >= seq // 2).astype("int32")[None].repeat(batch, 0),
+        "masked_lm_positions": rng.integers(1, seq, (batch, predictions)).astype("int32"),
+        "masked_lm_ids": rng.integers(1, 60, (batch, predictions)).astype("int32"),
+        "masked_lm_weights": np.ones((batch, predictions), "float32"),
+        "next_sentence_labels": rng.integers(0, 2, (batch, 1)).astype("int32"),
+    }
+
+
+def train(strategy, initial_weights, steps=4, global_batch=8):
+    with strategy.scope():
+        pretrainer = kbm.bert_pretrainer(TINY)
+        for variable, value in zip(pretrainer.weights, initial_weights):
+            variable.assign(value)
+        compile_pretrainer(pretrainer, create_optimizer(1e-2, total_steps=steps, warmup_steps=1))
+    dataset = (tf.data.Dataset.from_tensor_slices(features(batch=global_batch * steps))
+               .batch(global_batch, drop_remainder=True).map(split_pretraining_features))
+    pretrainer.fit(dataset, epochs=1, verbose=0)
+    return [np.asarray(w) for w in pretrainer.weights]
+
+
+def test_mirrored_equals_one_device_with_the_same_global_batch(two_cpu_strategy):
+    keras.utils.set_random_seed(1)
+    initial = [np.asarray(w) for w in kbm.bert_pretrainer(TINY).weights]
+    one_device = train(tf.distribute.OneDeviceStrategy("/cpu:0"), initial)
+    mirrored = train(two_cpu_strategy, initial)
+    moved = max(np.abs(a - b).max() for a, b in zip(one_device, initial))
+    assert moved > 1e-3  # training did something
+    for a, b in zip(mirrored, one_device):
+        # Each replica's half-batch gradient is summed across replicas: the same global
+        # gradient up to float32 summation order.
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_strategy_choice():
+    assert distribute.get_strategy("one_device").num_replicas_in_sync == 1
+    mirrored = distribute.get_strategy("mirrored")
+    assert mirrored.num_replicas_in_sync == 2  # the two logical CPUs of conftest
+    default = distribute.get_strategy("auto")  # no TPU, no GPU here
+    assert default.num_replicas_in_sync == 1
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        distribute.get_strategy("horovod")
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribute.get_strategy("multi_worker")
+
+
+def test_per_replica_batch_size(two_cpu_strategy):
+    assert distribute.per_replica_batch_size(32, two_cpu_strategy) == 16
+    with pytest.raises(ValueError, match="global batch size 33 must be a positive multiple of "
+                                         r"the number of replicas \(2\); use e.g. 32"):
+        distribute.per_replica_batch_size(33, two_cpu_strategy)
+
+
+def test_precision_policies():
+    try:
+        for name in distribute.PRECISIONS:
+            distribute.set_precision(name)
+            assert keras.mixed_precision.dtype_policy().name == name
+        with pytest.raises(ValueError, match="precision must be one of"):
+            distribute.set_precision("int8")
+    finally:
+        distribute.set_precision("float32")
+
+
+def test_multi_worker_fix_is_pinned_to_tested_keras(monkeypatch):
+    monkeypatch.setattr(distribute, "_multi_worker_fix_installed", False)
+    monkeypatch.setattr(keras, "__version__", "9.9.9")
+    with pytest.warns(UserWarning, match="not installed"):
+        assert distribute.enable_keras_multi_worker_fit() is False
+
+
+def test_chief_off_a_cluster():
+    assert distribute.is_chief(tf.distribute.get_strategy())
+    assert distribute.worker_index(tf.distribute.get_strategy()) == 0
