@@ -373,11 +373,8 @@ def _as_text(value, path, line, column):
 
 
 def classifier_dataset(texts, labels, preprocessor, batch_size, text_pairs=None,
-                       shuffle_seed=None, drop_remainder=False):
+                       shuffle_seed=None, drop_remainder=False, trim_padding=True):
     """Batches of `(encoder inputs, labels)` for `model.fit`, tokenized once and cached.
-
-    Each batch is cut to its longest example, since `BertEncoder` takes any length up to the
-    preprocessor's and short texts then cost less.
 
     Args:
         texts: list of str (segment A).
@@ -387,6 +384,9 @@ def classifier_dataset(texts, labels, preprocessor, batch_size, text_pairs=None,
         text_pairs: optional list of str, segment B of each example.
         shuffle_seed: shuffle each epoch with this seed; None keeps the order.
         drop_remainder: drop the last partial batch (for training on a fixed batch shape).
+        trim_padding: cut each batch to its longest example, since `BertEncoder` takes any
+            length and short texts then cost less; False keeps the preprocessor's
+            `seq_length`, the static shape that TPUs and XLA want.
 
     Returns:
         a `tf.data.Dataset`.
@@ -408,11 +408,12 @@ def classifier_dataset(texts, labels, preprocessor, batch_size, text_pairs=None,
     dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.from_tensor_slices(np.asarray(labels)))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if trim_padding:
+        dataset = dataset.map(_trim_padding)
     batches = len(texts) // batch_size if drop_remainder else -(-len(texts) // batch_size)
-    return (dataset.batch(batch_size, drop_remainder=drop_remainder)
-            .map(_trim_padding)
-            # unbatch() loses the count; Keras needs it for the progress bar and epoch ends.
-            .apply(tf.data.experimental.assert_cardinality(batches))
+    # unbatch() lost the count; Keras needs it for the progress bar and the epoch ends.
+    return (dataset.apply(tf.data.experimental.assert_cardinality(batches))
             .prefetch(tf.data.AUTOTUNE))
 
 

@@ -274,12 +274,13 @@ def check_same_labels(classifier, labels, init):
                              f"data has {labels.names}; the class ids would not mean the same.")
 
 
-def datasets(splits, preprocessor, batch_size, seed):
+def datasets(splits, preprocessor, batch_size, seed, static_shapes):
+    """Training batches reshuffled every epoch; dev and test batches keep every example."""
     def dataset(split, training):
         return finetuning.classifier_dataset(
             split["texts"], split["label_ids"], preprocessor, batch_size,
             text_pairs=split["text_pairs"], shuffle_seed=seed if training else None,
-            drop_remainder=training)
+            drop_remainder=training, trim_padding=not static_shapes)
 
     return {name: dataset(split, name == "train") for name, split in splits.items()}
 
@@ -316,7 +317,9 @@ def main(argv=None):
             total_steps, args.learning_rate, args.warmup_fraction), jit_compile=args.jit_compile)
     partial = fresh_partial_dir(args.output_dir)
     write_reload_files(partial, vocab_file, preprocessor, labels)
-    data = datasets(splits, preprocessor, args.batch_size, args.seed)
+    # TPUs and XLA compile once per shape: give them the full seq_length every time.
+    static_shapes = args.jit_compile or args.strategy == "tpu"
+    data = datasets(splits, preprocessor, args.batch_size, args.seed, static_shapes)
 
     counts = ", ".join(f"{len(split['texts'])} {name}" for name, split in splits.items())
     print(f"Fine-tuning {args.init} ({classifier.bert_config.num_hidden_layers} layers, hidden "

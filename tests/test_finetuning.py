@@ -31,7 +31,7 @@ DIGITS = [str(d) for d in range(10)]
 MARK = "zebra"
 VOCAB = SPECIALS + POSITIVE + NEGATIVE + FILLER + DIGITS + [MARK, "where", "is", "?"]
 
-TINY = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+TINY = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1,
                   num_attention_heads=4, intermediate_size=64, max_position_embeddings=32,
                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
@@ -99,8 +99,7 @@ def test_heads_under_mixed_bfloat16(head, mixed_bfloat16):
     y = {"classifier": np.array([0, 1, 2]), "token_classifier": np.ones((3, 7), "int32"),
          "span_predictor": {"start_logits": np.array([2, 3, 2]),
                             "end_logits": np.array([4, 3, 3])}}[head]
-    history = model.fit(x, y, epochs=2, verbose=0).history
-    assert np.isfinite(history["loss"]).all()
+    assert np.isfinite(model.train_on_batch(x, y, return_dict=True)["loss"])
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))
@@ -236,7 +235,7 @@ def test_classifier_learns_sentiment_words(preprocessor):
     dev = classifier_dataset(dev_texts, dev_labels, preprocessor, 50)
     classifier = bert_classifier(TINY, 2)
     classifier.compile(optimizer=keras.optimizers.Adam(2e-3))
-    classifier.fit(train, epochs=8, verbose=0)
+    classifier.fit(train, epochs=6, verbose=0)
     assert classifier.evaluate(dev, verbose=0, return_dict=True)["accuracy"] >= 0.9
 
 
@@ -253,7 +252,7 @@ def test_regression_reduces_the_error(preprocessor):
     regressor = bert_classifier(TINY, 1)
     regressor.compile(optimizer=keras.optimizers.Adam(2e-3))
     before = regressor.evaluate(data, verbose=0, return_dict=True)["loss"]
-    regressor.fit(data, epochs=8, verbose=0)
+    regressor.fit(data, epochs=5, verbose=0)
     after = regressor.evaluate(data, verbose=0, return_dict=True)["loss"]
     assert after < 0.5 * before
 
@@ -276,7 +275,7 @@ def test_token_classifier_learns_to_tag_digits(preprocessor):
     dev_x, dev_labels = digit_tagging(64, preprocessor, seed=5)
     tagger = bert_token_classifier(TINY, 2)
     tagger.compile(optimizer=keras.optimizers.Adam(2e-3))
-    tagger.fit(x, labels, batch_size=32, epochs=6, verbose=0)
+    tagger.fit(x, labels, batch_size=32, epochs=3, verbose=0)
     assert tagger.evaluate(dev_x, dev_labels, verbose=0, return_dict=True)["accuracy"] >= 0.95
 
 
@@ -302,7 +301,7 @@ def test_span_predictor_finds_the_marked_word(preprocessor):
     reader = bert_span_predictor(TINY)
     reader.compile(optimizer=keras.optimizers.Adam(2e-3))
     reader.fit(x, {"start_logits": positions, "end_logits": positions}, batch_size=32,
-               epochs=8, verbose=0)
+               epochs=3, verbose=0)
     dev_x, dev_positions = marked_word_pairs(64, preprocessor, seed=7)
     outputs = reader.predict(dev_x, verbose=0)
     starts, ends = decode_span(outputs["start_logits"], outputs["end_logits"],
