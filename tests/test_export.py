@@ -344,6 +344,13 @@ def test_every_export_uses_only_core_and_allowed_tf_text_ops(exports):
         assert expected <= saved_model_op_types(export_dir)
 
 
+def test_each_weight_is_stored_once(exports, encoder):
+    checkpoint = os.path.join(exports["root"], "encoder", "1", "variables", "variables")
+    stored = [name for name, _ in tf.train.list_variables(checkpoint)
+              if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    assert len(stored) == len(encoder.variables)  # weights and dropout seed states
+
+
 def test_signatures_and_metadata(exports, vocab_file):
     encoder_dir, pretrainer_dir = (os.path.join(exports["root"], name, "1")
                                    for name in ("encoder", "pretrainer"))
