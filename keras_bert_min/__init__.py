@@ -7,6 +7,7 @@
 """
 
 from keras_bert_min.config import PRESETS, BertConfig
+from keras_bert_min.export import export_saved_model
 from keras_bert_min.layers import (BertEmbedding, MaskedLMHead, NextSentenceHead,
                                    TransformerEncoderBlock)
 from keras_bert_min.models import BertEncoder, BertPretrainer, bert_encoder, bert_pretrainer

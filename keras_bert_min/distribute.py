@@ -24,9 +24,21 @@ def get_strategy(name="auto", tpu=None):
             logical CPUs when there is no GPU), "multi_worker" (`MultiWorkerMirroredStrategy`
             from `TF_CONFIG`) or "tpu".
         tpu: TPU name or address for "tpu" (None: the resolver's default, e.g. on a TPU VM).
+
+    Call it first, before any other TensorFlow work: a multi-worker strategy must be created
+    before the runtime starts.
     """
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
+    if name == "multi_worker":
+        # Before anything else touches the TF runtime: collectives are configured at startup.
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
+                             "environment variable, which is not set; see the README's "
+                             "multi-worker section.")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        enable_keras_multi_worker_fit()
+        return strategy
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         try:
@@ -43,14 +55,6 @@ def get_strategy(name="auto", tpu=None):
     if name == "mirrored":
         devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
-                             "environment variable, which is not set; see the README's "
-                             "multi-worker section.")
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        enable_keras_multi_worker_fit()
-        return strategy
     return _tpu_strategy(tpu)
 
 

@@ -31,6 +31,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import distribute, training  # noqa: E402
+from keras_bert_min.export import export_saved_model  # noqa: E402
 from keras_bert_min.text import corpus, pretraining, tfrecords, vocab as vocab_lib  # noqa: E402
 from keras_bert_min.text.preprocessor import BertPreprocessor  # noqa: E402
 
@@ -314,10 +315,10 @@ def main(argv=None):
         print(f"{args.output_dir} already holds a finished run ({done_path}); nothing to do. "
               "Pass a new --output_dir to train again.")
         return 0
+    strategy = distribute.get_strategy(args.strategy, args.tpu)  # first: see its docstring
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(args.seed)
-    strategy = distribute.get_strategy(args.strategy, args.tpu)
     distribute.set_precision(args.precision)
     per_replica_batch = distribute.per_replica_batch_size(args.batch_size, strategy)
     chief = distribute.is_chief(strategy)
@@ -405,8 +406,10 @@ def main(argv=None):
                                                                            return_dict=True)})
     if not chief:
         # Non-chief workers keep their final model apart, so a run can check they agree.
-        pretrainer.save(os.path.join(args.output_dir, "workers",
-                                     f"worker-{distribute.worker_index(strategy)}", "model.keras"))
+        worker_dir = os.path.join(args.output_dir, "workers",
+                                  f"worker-{distribute.worker_index(strategy)}")
+        os.makedirs(worker_dir, exist_ok=True)
+        pretrainer.save(os.path.join(worker_dir, "model.keras"))
         return 0
     if heldout is not None:
         with open(heldout_log, "w", encoding="utf-8") as f:
@@ -444,10 +447,7 @@ def save_outputs(args, pretrainer, preprocessor, vocab_file):
 
 
 def export(args, pretrainer, preprocessor):
-    try:
-        from keras_bert_min.export import export_saved_model
-    except ImportError:
-        return "skipped: keras_bert_min.export is not available"
+    """The encoder as a SavedModel that takes token ids or raw text (TF Serving layout)."""
     return export_saved_model(pretrainer.encoder, os.path.join(args.output_dir, "export"),
                               preprocessor=preprocessor)
 

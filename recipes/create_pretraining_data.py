@@ -1,0 +1,64 @@
+"""Text files -> statically masked pretraining TFRecords, with Google's flags and feature names.
+
+A thin CLI over `keras_bert_min.text.tfrecords.write_pretraining_data`, a drop-in for Google's
+`create_pretraining_data.py`: the records it writes, and records Google's script wrote, train
+with `recipes/pretrain.py --tfrecords ... --vocab ...`. Learn a vocab first if you have none:
+
+    python recipes/create_pretraining_data.py --input_file 'books/*.txt' --vocab_file vocab.txt \\
+        --output_file data/train.tfrecord --num_shards 8 --dupe_factor 10
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_bert_min.text import expand_paths, learn_vocab, write_vocab  # noqa: E402
+from keras_bert_min.text.tfrecords import write_pretraining_data  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--input_file", nargs="+", required=True,
+                        help="Text files or globs: BERT format or prose.")
+    parser.add_argument("--output_file", required=True,
+                        help="Output prefix; shards are named <prefix>-00000-of-0000N (one "
+                             "shard: the prefix itself).")
+    parser.add_argument("--vocab_file", required=True,
+                        help="WordPiece vocab.txt; with --learn_vocab_size it is learned from "
+                             "--input_file and written there first.")
+    parser.add_argument("--learn_vocab_size", type=int, default=None,
+                        help="Learn a vocab of about this size from the input first.")
+    parser.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=True,
+                        help="Lower-case and strip accents (uncased models).")
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--max_predictions_per_seq", type=int, default=20)
+    parser.add_argument("--masked_lm_prob", type=float, default=0.15)
+    parser.add_argument("--short_seq_prob", type=float, default=0.1,
+                        help="Probability of a shorter target length, as Google's script.")
+    parser.add_argument("--dupe_factor", type=int, default=10,
+                        help="Copies of the data, each with different masks.")
+    parser.add_argument("--do_whole_word_mask", action="store_true",
+                        help="Mask whole words (all ## pieces of a word together).")
+    parser.add_argument("--num_shards", type=int, default=1, help="Output files.")
+    parser.add_argument("--random_seed", type=int, default=12345)
+    args = parser.parse_args(argv)
+
+    started = time.time()
+    if args.learn_vocab_size:
+        write_vocab(learn_vocab(expand_paths(args.input_file), args.learn_vocab_size,
+                                lower_case=args.do_lower_case), args.vocab_file)
+    files = write_pretraining_data(
+        args.input_file, args.vocab_file, args.output_file, args.max_seq_length,
+        args.max_predictions_per_seq, args.masked_lm_prob, args.short_seq_prob, args.dupe_factor,
+        args.do_whole_word_mask, args.do_lower_case, args.num_shards, args.random_seed)
+    print(f"Wrote {len(files)} TFRecord file(s) in {time.time() - started:.0f} s: "
+          f"{', '.join(files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
