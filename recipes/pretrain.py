@@ -398,6 +398,7 @@ def main(argv=None):
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}, "
           f"{args.precision}).", flush=True)
     pretrainer.fit(dataset, epochs=loops, steps_per_epoch=steps_per_loop, callbacks=callbacks,
+                   shuffle=False,  # the dataset shuffles itself
                    verbose=1 if chief and sys.stdout.isatty() else 2)
 
     summary = {"steps": total_steps, "config": config.to_dict(), "args": vars(args)}
