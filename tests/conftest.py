@@ -28,8 +28,10 @@ def mixed_bfloat16():
         keras.mixed_precision.set_dtype_policy("float32")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
+    """One MirroredStrategy for the whole session: separate instances in one process reuse the
+    same collective instance keys, and TensorFlow then rejects the second one's shapes."""
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest could not split the CPU into two logical devices"
     return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
