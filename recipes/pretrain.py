@@ -32,7 +32,8 @@ import tensorflow as tf  # noqa: E402
 import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import distribute, training  # noqa: E402
 from keras_bert_min.export import export_saved_model  # noqa: E402
-from keras_bert_min.text import corpus, pretraining, tfrecords, vocab as vocab_lib  # noqa: E402
+from keras_bert_min.text import corpus, masking, pretraining, tfrecords  # noqa: E402
+from keras_bert_min.text import vocab as vocab_lib  # noqa: E402
 from keras_bert_min.text.preprocessor import BertPreprocessor  # noqa: E402
 
 DONE_FILE = "run_summary.json"
@@ -184,7 +185,7 @@ def train_dataset_fn(args, preprocessor, instances, per_replica_batch, skip_batc
         elif args.deterministic:
             dataset = static_dataset(instances, args, per_replica_batch, input_context, train=True)
         else:
-            dataset = pretraining.pretraining_dataset_from_instances(
+            dataset = masking.pretraining_dataset_from_instances(
                 instances, pretraining.PretrainingVocab.from_preprocessor(preprocessor),
                 per_replica_batch, args.seq_length, args.max_predictions_per_seq,
                 seed=args.seed, input_context=input_context)

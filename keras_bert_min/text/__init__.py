@@ -4,7 +4,8 @@
     preprocessor.py  BertPreprocessor: text or text pairs -> input_word_ids, input_mask,
                      input_type_ids, with the ids of Google's tokenization.py
     corpus.py        text files (BERT format or prose) -> documents of sentences
-    pretraining.py   documents -> NSP sentence pairs -> masked examples (static, or in tf.data)
+    pretraining.py   documents -> NSP sentence pairs -> statically masked examples (Google's)
+    masking.py       the same masks drawn in tf.data, fresh every epoch (dynamic masking)
     tfrecords.py     pretraining examples in Google's TFRecord layout, written and read
 """
 
@@ -13,10 +14,9 @@ from keras_bert_min.text.corpus import (detect_format, expand_paths, read_docume
                                         strip_gutenberg_boilerplate)
 from keras_bert_min.text.preprocessor import (SERVING_SAFE_TF_TEXT_OPS, BertPreprocessor,
                                               graph_op_types, unservable_ops)
+from keras_bert_min.text.masking import dynamic_mask, pretraining_dataset_from_instances
 from keras_bert_min.text.pretraining import (FEATURE_NAMES, PretrainingVocab, TrainingInstance,
-                                             create_training_instances, dynamic_mask,
-                                             pretraining_dataset_from_instances,
-                                             tokenize_documents)
+                                             create_training_instances, tokenize_documents)
 from keras_bert_min.text.tfrecords import (pretraining_dataset_from_tfrecords, write_instances,
                                            write_pretraining_data)
 from keras_bert_min.text.vocab import RESERVED_TOKENS, learn_vocab, read_vocab, write_vocab

@@ -14,11 +14,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_bert_min.text.masking import dynamic_mask, pretraining_dataset_from_instances
 from keras_bert_min.text.pretraining import (FEATURE_NAMES, PretrainingVocab, TrainingInstance,
                                              create_masked_lm_predictions,
-                                             create_training_instances, dynamic_mask,
-                                             instance_to_features,
-                                             pretraining_dataset_from_instances,
+                                             create_training_instances, instance_to_features,
                                              tokenize_documents, truncate_seq_pair)
 
 # --- Google's create_pretraining_data.py on token strings, the reference ----------------------

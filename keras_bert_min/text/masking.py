@@ -1,0 +1,190 @@
+"""Dynamic masking: BERT's 80/10/10 masked-LM masks drawn in tf.data, fresh every epoch.
+
+The sentence pairs come from `pretraining.create_training_instances(..., static_masking=False)`;
+here tensorflow-text's `RandomItemSelector`, `MaskValuesChooser` and `mask_language_model` mask
+each batch with the statistics of Google's static rule (`pretraining.create_masked_lm_predictions`),
+and pad it to the static shapes of `pretraining.FEATURE_NAMES`.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from keras_bert_min.text.pretraining import (_check_fraction, _check_int, _check_lengths,
+                                             _pipelines)
+
+
+def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=0.15,
+                 do_whole_word_mask=False):
+    """Masks a ragged batch with tensorflow-text, with the statistics of the static masking.
+
+    Per sequence, `min(max_predictions_per_seq, ceil(masked_lm_prob * maskable))` positions
+    are picked among the tokens other than `[CLS]`, `[SEP]` and `[PAD]`, then 80/10/10 as
+    Google's. The differences from the static rule are small: the count is 15% of the
+    maskable tokens rounded up (in float32) rather than 15% of all tokens rounded, the same
+    on average within 0.1 token. With whole-word masking the count is of words, so about half a
+    word more is masked on average (0.7% of the tokens at length 128), whole words are dropped
+    at random while their pieces overshoot the cap, and a `##` piece right after `[SEP]` starts
+    a word of its own instead of joining the last word before the `[SEP]`.
+
+    Args:
+        input_word_ids: int RaggedTensor [B, (tokens)], unpadded `[CLS] A [SEP] B [SEP]` rows.
+        vocab: a `PretrainingVocab`.
+        max_predictions_per_seq, masked_lm_prob, do_whole_word_mask: as the static masking.
+
+    Returns:
+        `(masked_word_ids, masked_lm_positions, masked_lm_ids)`, RaggedTensors [B, (tokens)],
+        [B, (predictions)] and [B, (predictions)]; positions ascending, int64.
+
+    Example:
+    >>> vocab = PretrainingVocab(size=20, cls_id=1, sep_id=2, mask_id=3)
+    >>> ids = tf.ragged.constant([[1, 5, 6, 7, 2, 8, 2]])
+    >>> _, positions, labels = dynamic_mask(ids, vocab, max_predictions_per_seq=4)
+    >>> positions.shape.as_list(), labels.shape.as_list()
+    ([1, None], [1, None])
+    """
+    _check_int("max_predictions_per_seq", max_predictions_per_seq, 1)
+    _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
+    selector_args = dict(
+        max_selections_per_batch=max_predictions_per_seq,  # per row, despite the name
+        selection_rate=masked_lm_prob,
+        unselectable_ids=sorted({vocab.cls_id, vocab.sep_id, vocab.pad_id}))
+    chooser = tf_text.MaskValuesChooser(vocab.size, vocab.mask_id, mask_token_rate=0.8,
+                                        random_token_rate=0.1)
+    if do_whole_word_mask:
+        # tensorflow-text masks whole items of a [B, (words), (pieces)] tensor.
+        input_word_ids = _group_word_pieces(input_word_ids, vocab)
+        selector = _WholeWordSelector(max_pieces=max_predictions_per_seq, **selector_args)
+    else:
+        selector = tf_text.RandomItemSelector(**selector_args)
+    return tf_text.mask_language_model(input_word_ids, selector, chooser)
+
+
+def _group_word_pieces(input_word_ids, vocab):
+    """[B, (tokens)] -> [B, (words), (pieces)]: a word starts at every token that is not a `##`
+    piece, and at every token at a row start, after `[CLS]`/`[SEP]` or being one of them."""
+    ids = input_word_ids.flat_values
+    is_special = tf.logical_or(tf.equal(ids, vocab.cls_id), tf.equal(ids, vocab.sep_id))
+    is_subword_table = np.zeros(vocab.size, bool)
+    is_subword_table[list(vocab.subword_ids)] = True
+    is_subword = tf.gather(tf.constant(is_subword_table), ids)
+    after_special = tf.concat([[True], is_special[:-1]], axis=0)
+    row_starts = tf.gather(input_word_ids.row_starts(), input_word_ids.value_rowids())
+    is_row_start = tf.equal(tf.range(tf.size(ids, out_type=tf.int64)), row_starts)
+    starts_word = ~is_subword | is_special | after_special | is_row_start
+    words = tf.RaggedTensor.from_row_starts(ids, tf.where(starts_word)[:, 0])
+    words_per_row = tf.reduce_sum(
+        tf.cast(input_word_ids.with_flat_values(starts_word), tf.int64), axis=1)
+    return tf.RaggedTensor.from_row_lengths(words, words_per_row)
+
+
+class _WholeWordSelector(tf_text.RandomItemSelector):
+    """`RandomItemSelector` over words that also caps the selected *pieces*, as Google's cap.
+
+    tensorflow-text caps the number of words; whole words are then dropped, in random order,
+    until their pieces fit in `max_pieces` (Google skips a word that would overshoot).
+    """
+
+    def __init__(self, max_pieces, **kwargs):
+        super().__init__(**kwargs)
+        self.max_pieces = max_pieces
+
+    def get_selection_mask(self, input_ids, axis):
+        selected = super().get_selection_mask(input_ids, axis)  # [B, (words)]
+        pieces = tf.where(selected.flat_values, input_ids.row_lengths(axis=2).flat_values, 0)
+        priority = tf.where(selected.flat_values,
+                            tf.random.uniform(tf.shape(selected.flat_values)), 2.0)
+        order = tf.argsort(selected.with_flat_values(priority).to_tensor(default_value=3.0), axis=1)
+        pieces_in_order = tf.gather(selected.with_flat_values(pieces).to_tensor(), order,
+                                    batch_dims=1)
+        fits_in_order = tf.cumsum(pieces_in_order, axis=1) <= self.max_pieces
+        fits = tf.gather(fits_in_order, tf.argsort(order, axis=1), batch_dims=1)
+        return selected & tf.RaggedTensor.from_tensor(fits, lengths=selected.row_lengths())
+
+
+def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
+                                       max_predictions_per_seq, masked_lm_prob=0.15,
+                                       do_whole_word_mask=False, shuffle=True, repeat=True,
+                                       seed=None, input_context=None):
+    """A `tf.data.Dataset` of batched feature dicts, masked afresh every time it is iterated.
+
+    The instances are held in memory; for a corpus larger than that, mask statically and
+    read TFRecords. Every pipeline holds all instances and reads every `num_input_pipelines`-th
+    one from `input_pipeline_id` (deterministic sharding of the instances: build them with
+    the same seed on every worker).
+
+    Args:
+        instances: unmasked `TrainingInstance`s (`create_training_instances(...,
+            static_masking=False)`).
+        vocab: a `PretrainingVocab`.
+        batch_size: examples per batch of this pipeline (per replica); the last partial batch
+            is dropped so that every shape is static.
+        seq_length, max_predictions_per_seq: S and P of the padded features.
+        masked_lm_prob, do_whole_word_mask: as `dynamic_mask`.
+        shuffle, repeat, seed: shuffle the instances every epoch / repeat forever / seed of the
+            shuffle. The masks come from TF's global random state (`tf.random.set_seed`) and
+            are not reproducible run to run; for that, mask statically.
+        input_context: an optional `tf.distribute.InputContext`.
+
+    Returns:
+        A dataset of `FEATURE_NAMES` dicts, shapes [batch_size, seq_length],
+        [batch_size, max_predictions_per_seq] and [batch_size, 1].
+
+    Example:
+    >>> pairs = create_training_instances(docs, vocab, static_masking=False)  # doctest: +SKIP
+    >>> dataset = pretraining_dataset_from_instances(pairs, vocab, 32, 128, 20)  # doctest: +SKIP
+    """
+    _check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
+    _check_int("batch_size", batch_size, 1)
+    if any(instance.masked_lm_positions for instance in instances):
+        raise ValueError("The instances are already masked; build them with "
+                         "create_training_instances(..., static_masking=False) for dynamic "
+                         "masking, or write them with tfrecords.write_instances.")
+    longest = max((len(instance.tokens) for instance in instances), default=0)
+    if longest > seq_length:
+        raise ValueError(f"An instance has {longest} tokens, more than seq_length={seq_length}; "
+                         "pass the max_seq_length the instances were built with.")
+    num_pipelines, pipeline_id = _pipelines(input_context)
+    if len(instances) // num_pipelines < batch_size:
+        raise ValueError(
+            f"{len(instances)} instances over {num_pipelines} input pipeline(s) do not fill one "
+            f"batch of {batch_size}; use more text or a smaller batch_size.")
+
+    def ragged(values):
+        return tf.RaggedTensor.from_row_lengths(
+            np.concatenate(values).astype(np.int32), [len(v) for v in values])
+
+    dataset = tf.data.Dataset.from_tensor_slices({
+        "input_word_ids": ragged([instance.tokens for instance in instances]),
+        "input_type_ids": ragged([instance.segment_ids for instance in instances]),
+        "next_sentence_labels": np.array([[int(instance.is_random_next)] for instance in instances],
+                                         np.int32),
+    })
+    dataset = dataset.shard(num_pipelines, pipeline_id)
+    if shuffle:
+        dataset = dataset.shuffle(len(instances) // num_pipelines, seed=seed,
+                                  reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.ragged_batch(batch_size, drop_remainder=True)
+
+    def mask_and_pad(batch):
+        word_ids, positions, labels = dynamic_mask(
+            batch["input_word_ids"], vocab, max_predictions_per_seq, masked_lm_prob,
+            do_whole_word_mask)
+        tokens_shape = [batch_size, seq_length]
+        predictions_shape = [batch_size, max_predictions_per_seq]
+        return {
+            "input_word_ids": word_ids.to_tensor(vocab.pad_id, shape=tokens_shape),
+            "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=tokens_shape),
+            "input_type_ids": batch["input_type_ids"].to_tensor(0, shape=tokens_shape),
+            "masked_lm_positions": tf.cast(positions, tf.int32).to_tensor(
+                0, shape=predictions_shape),
+            "masked_lm_ids": tf.cast(labels, tf.int32).to_tensor(0, shape=predictions_shape),
+            "masked_lm_weights": tf.ones_like(labels, tf.float32).to_tensor(
+                0.0, shape=predictions_shape),
+            "next_sentence_labels": batch["next_sentence_labels"],
+        }
+
+    dataset = dataset.map(mask_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
