@@ -204,7 +204,8 @@ def main(argv=None):
     result = {
         "benchmark": NAME,
         "quick": args.quick,
-        "setup": {"text": [os.path.basename(p) for p in paths], "vocab": os.path.abspath(vocab_file),
+        "setup": {"text": [os.path.basename(p) for p in paths],
+                  "vocab": os.path.abspath(vocab_file),
                   "seq_length": args.seq_length, "max_predictions": args.max_predictions,
                   "batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds,
                   "train_config": args.train_config, "train_precision": args.train_precision,

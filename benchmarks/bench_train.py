@@ -239,7 +239,8 @@ def merged_rows(path, setup, new_rows):
 def markdown(result):
     rows = []
     for row in result["rows"]:
-        tps, util, peak = row["tokens_per_second"], row["utilisation_percent"], row["utilisation_peak"]
+        tps, util = row["tokens_per_second"], row["utilisation_percent"]
+        peak = row["utilisation_peak"]
         jit = row["jit_compile"]
         xla = row["xla"] + (" (= default)" if row.get("is_default") else "")
         rows.append([row["precision"], xla, f"{tps['ours']:,.0f}", f"{tps['keras_hub']:,.0f}",
@@ -258,8 +259,9 @@ def markdown(result):
             ["precision", "XLA", "ours tokens/s", "keras-hub tokens/s", "ours / keras-hub",
              "ours utilisation", "keras-hub utilisation", "peak GFLOP/s", "load (1 min)"], rows),
         "",
-        f"Utilisation: model FLOPs per token (forward + backward, {3 * result['flops_per_token']:.4g}) "
-        "x tokens/s over the matmul peak of the row's precision, measured in the same rounds "
+        "Utilisation: model FLOPs per token (forward + backward, "
+        f"{3 * result['flops_per_token']:.4g}) x tokens/s over the matmul peak of the row's "
+        "precision, measured in the same rounds "
         f"({result['setup']['peak_size']}^3 tf.matmul, best of 3 per round, median over rounds).",
         f"Load average (1 min) at the start and end of each row, on {os.cpu_count()} cores; "
         "ratios come from alternating runs, so they hold better than the absolute numbers.",
