@@ -146,9 +146,3 @@ def write_results(output_dir, name, result, markdown):
         paths.append(path)
     return paths
 
-
-def load_note(start_load, end_load):
-    """One line for the Markdown: the load average (1 min) at the start and end of the run."""
-    return (f"Load average (1 min) {start_load[0]:.2f} at the start, {end_load[0]:.2f} at the end, "
-            f"on {os.cpu_count()} cores; ratios come from alternating runs, so they hold better "
-            "than the absolute numbers.")
