@@ -158,11 +158,27 @@ def test_bench_data_quick(tmp_path, text_file):
     assert "| tf.data pipeline (dynamic masking) |" in markdown
 
 
+def test_profile_train_quick(tmp_path):
+    result, markdown = run_quick("profile_train.py", tmp_path)
+    assert result["setup"]["model"] == "ours" and result["setup"]["xla"] == "off"
+    summary = result["summary"]
+    assert summary["op_seconds"] > 0
+    assert sum(p["percent"] for p in summary["by_part"]) == pytest.approx(100.0)
+    parts = {p["name"] for p in summary["by_part"]}
+    # Every part of a training step shows up, by the name scopes TensorFlow gives its ops.
+    assert {"forward matmul", "backward matmul", "optimizer", "loss and metrics",
+            "forward random (dropout)"} <= parts
+    assert any("MatMul" in t["name"] for t in summary["by_type"])
+    assert os.path.isdir(result["trace_dir"])
+    assert "| part of the step | op seconds | share |" in markdown
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("bench_train.py", ["--steps", "1"], "--steps (1) must be at least twice"),
     ("bench_train.py", ["--num_predictions", "15"], "--num_predictions (15) must leave"),
     ("bench_serve.py", ["--vocab", "/no/such/vocab.txt"], "is not a file"),
     ("bench_data.py", ["--train_steps", "1"], "--train_steps must be at least 2"),
+    ("profile_train.py", ["--steps", "1"], "--steps must be at least 2"),
 ])
 def test_bad_arguments_fail_with_a_message(tmp_path, script, args, message):
     completed = subprocess.run(
@@ -175,6 +191,22 @@ def test_bad_arguments_fail_with_a_message(tmp_path, script, args, message):
 
 
 # --- the numbers behind the tables ----------------------------------------------------------------
+
+@pytest.mark.parametrize("op_name, op_type, part", [
+    ("StatefulPartitionedCall/gradient_tape/bert_pretrainer_1/masked_lm_1/MatMul", "_MklMatMul",
+     "backward matmul"),
+    ("StatefulPartitionedCall/bert_pretrainer_1/bert_encoder_1/dropout/stateless_random_uniform",
+     "StatelessRandomUniformV2", "forward random (dropout)"),
+    ("StatefulPartitionedCall/adam_w/Sub_3", "Sub", "optimizer"),
+    ("StatefulPartitionedCall/compile_loss/mlm_loss/SparseSoftmaxCrossEntropyWithLogits",
+     "SparseSoftmaxCrossEntropyWithLogits", "loss and metrics"),
+    ("", "multiply_add_fusion", "XLA kernel or unscoped, other"),
+])
+def test_profile_parts_of_the_step(op_name, op_type, part):
+    import profile_train
+
+    assert profile_train.part_of_step(op_name, op_type) == part
+
 
 def test_flops_per_token_by_hand():
     # BERT-tiny, vocab 1000, S=4, P=1. Per layer: 2 * (4*128^2 [q,k,v,out] + 2*4*128 [scores,
