@@ -217,6 +217,16 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                     variable.assign(saved[str(i)])
 
 
+def write_google_config(config, directory):
+    """The config beside a Google-layout checkpoint: Google's `bert_config.json` when the format
+    can express the activation, else our lossless `config.json` (Google's "gelu" is the tanh
+    form, so an exact-GELU model cannot be written as a bert_config.json)."""
+    if config.hidden_act == "gelu":
+        config.to_json_file(os.path.join(directory, "config.json"))
+    else:
+        config.to_json_file(os.path.join(directory, "bert_config.json"), format="google")
+
+
 class EncoderCheckpoint(keras.callbacks.Callback):
     """Every `every_epochs` epochs, saves the pretrainer's encoder twice under
     `directory/step-<N>/`: `encoder.keras` (Keras) and `bert_model.ckpt` (Google's TF1 layout,
@@ -242,10 +252,6 @@ class EncoderCheckpoint(keras.callbacks.Callback):
         os.makedirs(partial)
         encoder.save(os.path.join(partial, "encoder.keras"))
         save_google_checkpoint(self.model, os.path.join(partial, "bert_model.ckpt"))
-        if encoder.bert_config.hidden_act != "gelu":
-            encoder.bert_config.to_json_file(os.path.join(partial, "bert_config.json"),
-                                             format="google")
-        else:
-            encoder.bert_config.to_json_file(os.path.join(partial, "config.json"))
+        write_google_config(encoder.bert_config, partial)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)

@@ -441,8 +441,7 @@ def save_outputs(args, pretrainer, preprocessor, vocab_file):
     out = args.output_dir
     pretrainer.save(os.path.join(out, "model.keras"))
     kbm.save_google_checkpoint(pretrainer, os.path.join(out, "google", "bert_model.ckpt"))
-    pretrainer.bert_config.to_json_file(os.path.join(out, "google", "bert_config.json"),
-                                        format="google")
+    training.write_google_config(pretrainer.bert_config, os.path.join(out, "google"))
     shutil.copyfile(vocab_file, os.path.join(out, "google", "vocab.txt"))
     pretrainer.bert_config.to_json_file(os.path.join(out, "config.json"))
     with open(os.path.join(out, "preprocessor.json"), "w", encoding="utf-8") as f:
