@@ -14,6 +14,12 @@ Signatures (inputs -> outputs, all batch and sequence dimensions dynamic):
     serve_text        text tf.string [B] -> the model's outputs and input_word_ids
     serve_text_pair   text_a, text_b tf.string [B] -> the same, for sentence pairs
 
+The text signatures pad each request only to its longest example (`text_padding="longest"`, the
+default; at most the preprocessor's seq_length), so per-token outputs are [B, L, ...] with L
+varying by request: the returned `input_word_ids` and its zero padding say which rows are real.
+Short texts then cost what their tokens cost, not seq_length's (benchmarks/bench_serve.py
+measures both; README "Speed"). `text_padding="max_length"` keeps every request at seq_length.
+
 Floating outputs are float32 whatever the model's dtype policy. A classifier (an output `logits`
 of shape [B, C], C > 1) also returns `probabilities` (softmax) and `label` (argmax, int32), and
 given `label_names` also `label_name` (tf.string).
@@ -49,7 +55,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_bert_min.models import ENCODER_INPUTS
-from keras_bert_min.text.preprocessor import graph_op_types, unservable_ops
+from keras_bert_min.text.preprocessor import PADDING_MODES, graph_op_types, unservable_ops
 from keras_bert_min.text.vocab import write_vocab
 
 SERVING_DEFAULT = "serving_default"
@@ -64,7 +70,8 @@ _VERSION_DIR = re.compile(r"[0-9]+")
 _WORK_DIR_PREFIX = ".export-tmp-"
 
 
-def export_saved_model(model, export_base, preprocessor=None, version=None, label_names=None):
+def export_saved_model(model, export_base, preprocessor=None, version=None, label_names=None,
+                       text_padding="longest"):
     """Exports a Keras BERT model as a new version for TF Serving; see the module docstring.
 
     Args:
@@ -78,6 +85,9 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
             version (1 for an empty base). An existing version is never overwritten.
         label_names: for a classifier, the name of each class in id order (e.g. the names of
             `finetuning.LabelMap`), served as the `label_name` output.
+        text_padding: how the text signatures pad: "longest" (each request to its longest
+            example) or "max_length" (to the preprocessor's seq_length); see the module
+            docstring.
 
     Returns:
         str, the version directory, e.g. "<export_base>/3".
@@ -93,6 +103,8 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
     """
     input_specs = _input_specs(model)
     _check_preprocessor(model, preprocessor)
+    if text_padding not in PADDING_MODES:
+        raise ValueError(f"text_padding must be one of {PADDING_MODES}, got {text_padding!r}.")
     label_names = _checked_label_names(model, label_names)
     export_base = _writable_export_base(export_base)
     version = _checked_version(export_base, version)
@@ -100,14 +112,15 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
 
     work_dir = tempfile.mkdtemp(prefix=_WORK_DIR_PREFIX, dir=export_base)
     try:
-        signatures = _signature_functions(model, preprocessor, input_specs, label_names)
+        signatures = _signature_functions(model, preprocessor, input_specs, label_names,
+                                          text_padding)
         _write_saved_model(model, preprocessor, signatures, work_dir)
         unservable = unservable_saved_model_ops(work_dir)
         if unservable:
             raise ValueError(f"The exported graph uses ops stock TF Serving lacks: {unservable}. "
                              "Use core TensorFlow ops or the TF Text ops in "
                              "text.preprocessor.SERVING_SAFE_TF_TEXT_OPS.")
-        _write_assets_extra(model, preprocessor, signatures, label_names, work_dir)
+        _write_assets_extra(model, preprocessor, signatures, label_names, text_padding, work_dir)
         # os.rename refuses a non-empty target, so a version written meanwhile is kept.
         os.rename(work_dir, final_dir)
     except BaseException:
@@ -226,7 +239,7 @@ def _checked_version(export_base, version):
 
 # --- the SavedModel ------------------------------------------------------------------------------
 
-def _signature_functions(model, preprocessor, input_specs, label_names):
+def _signature_functions(model, preprocessor, input_specs, label_names, text_padding):
     """Signature name -> concrete function, as listed in the module docstring."""
 
     def model_outputs(inputs):
@@ -240,7 +253,7 @@ def _signature_functions(model, preprocessor, input_specs, label_names):
         return outputs
 
     def text_outputs(segments):
-        inputs = preprocessor(segments)
+        inputs = preprocessor(segments, padding=text_padding)
         return {**model_outputs(inputs), "input_word_ids": inputs["input_word_ids"]}
 
     def serve_text(text):
@@ -296,7 +309,7 @@ def _write_saved_model(model, preprocessor, signatures, directory):
     tf.saved_model.save(module, directory, signatures=signatures)
 
 
-def _write_assets_extra(model, preprocessor, signatures, label_names, directory):
+def _write_assets_extra(model, preprocessor, signatures, label_names, text_padding, directory):
     """Notes for people and tools next to the SavedModel; TF Serving ignores assets.extra."""
     os.makedirs(os.path.join(directory, "assets.extra"), exist_ok=True)
     config = getattr(model, "bert_config", None)
@@ -310,6 +323,7 @@ def _write_assets_extra(model, preprocessor, signatures, label_names, directory)
                        for name, function in signatures.items()},
         "seq_length": getattr(preprocessor, "seq_length", None),
         "lower_case": getattr(preprocessor, "lower_case", None),
+        "text_padding": text_padding if preprocessor is not None else None,
         "label_names": label_names,
     }
     with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:

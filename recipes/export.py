@@ -64,6 +64,10 @@ def build_parser():
                         help="Tokens per example in the text signatures, [CLS] and [SEP] "
                              f"included. Default: preprocessor.json's, else {DEFAULT_SEQ_LENGTH}. "
                              "(serving_default takes any length.)")
+    output.add_argument("--text_padding", choices=["longest", "max_length"], default="longest",
+                        help="How the text signatures pad a request: to its longest example "
+                             "(faster on short texts; per-token outputs are then [B, L, ...] "
+                             "with L <= --seq_length) or always to --seq_length.")
     output.add_argument("--lower_case", choices=["auto", "yes", "no"], default="auto",
                         help="Lower-case and strip accents in the text signatures. auto: "
                              "preprocessor.json's; for --pretrained, tokenizer_config.json or "
@@ -184,7 +188,7 @@ def main(argv=None):
           flush=True)
     version_dir = export_lib.export_saved_model(
         model, args.export_base, preprocessor if with_text else None, version=args.version,
-        label_names=label_names)
+        label_names=label_names, text_padding=args.text_padding)
 
     export_base = os.path.dirname(version_dir)
     model_name = args.model_name or os.path.basename(export_base)

@@ -73,6 +73,8 @@ README_REQUESTS = {
                                "input_mask": [[1, 1, 1, 1, 1]],
                                "input_type_ids": [[0, 0, 0, 0, 0]]}},
 }
+# Outputs of the exported models with a sequence axis (the classifier's logits have none).
+PER_TOKEN_OUTPUTS = {"sequence_output", "input_word_ids"}
 MINILM_SENTENCES = ["A man is playing a guitar.", "Cafés in Zürich open early!",
                     "TensorFlow Serving loads SavedModels.", "", "Bonjour, ça va ?",
                     "The quick brown fox jumps over the lazy dog. " * 4, "日本語のテキスト"]
@@ -121,12 +123,20 @@ def keras_outputs(model, inputs):
             for name, value in model(inputs, training=False).items()}
 
 
-def keras_text_outputs(model, preprocessor, segments):
+def keras_text_outputs(model, preprocessor, segments, text_padding="longest"):
+    """The Keras answer with every text padded to seq_length; for text_padding="longest", the
+    per-token outputs are then cut to the batch's longest text. Computing it this way also
+    checks that padding to seq_length does not change the outputs at the real tokens."""
     inputs = preprocessor(segments)
-    return {**keras_outputs(model, inputs), "input_word_ids": inputs["input_word_ids"].numpy()}
+    outputs = {**keras_outputs(model, inputs), "input_word_ids": inputs["input_word_ids"].numpy()}
+    if text_padding == "longest":
+        longest = int(inputs["input_mask"].numpy().sum(axis=1).max())
+        for name in PER_TOKEN_OUTPUTS & set(outputs):
+            outputs[name] = outputs[name][:, :longest]
+    return outputs
 
 
-def keras_answer(model, preprocessor, request):
+def keras_answer(model, preprocessor, request, text_padding="longest"):
     """What the Keras model (and the preprocessor) make of a REST :predict body."""
     signature = request.get("signature_name", "serving_default")
     if signature == "serving_default":
@@ -135,7 +145,8 @@ def keras_answer(model, preprocessor, request):
     names = ["text"] if signature == "serve_text" else ["text_a", "text_b"]
     arrays = rest_request_to_arrays(request, dict.fromkeys(names, tf.string))
     segments = [tf.constant(arrays[name]) for name in names]
-    return keras_text_outputs(model, preprocessor, segments[0] if len(names) == 1 else segments)
+    return keras_text_outputs(model, preprocessor, segments[0] if len(names) == 1 else segments,
+                              text_padding)
 
 
 def with_classifier_outputs(outputs):
@@ -193,6 +204,15 @@ def exports(tmp_path_factory, encoder, vocab_file):
         cases[f"ids_{batch}"] = {"signature_name": "serving_default",
                                  "instances": rows(random_ids(rng, batch, ids_length))}
     answers.update({case: keras_answer(encoder, preprocessor, request)
+                    for case, request in cases.items()})
+
+    export_dir = export_saved_model(encoder, root / "encoder_max_length", preprocessor,
+                                    text_padding="max_length")
+    cases = requests[export_dir] = {
+        "max_length_text_7": {"signature_name": "serve_text", "instances": SINGLES},
+        "max_length_pair_1": {"signature_name": "serve_text_pair",
+                              "inputs": {"text_a": ["cats"], "text_b": ["yes"]}}}
+    answers.update({case: keras_answer(encoder, preprocessor, request, "max_length")
                     for case, request in cases.items()})
 
     pretrainer = BertPretrainer(encoder)
@@ -255,15 +275,20 @@ def test_id_signature_serves_the_keras_outputs(exports, case):
 
 
 @pytest.mark.parametrize("case", ["text_1", "text_7", "pair_1", "pair_7", "classifier_text_7",
-                                  "classifier_pair_1"])
+                                  "classifier_pair_1", "max_length_text_7", "max_length_pair_1"])
 def test_text_signatures_serve_the_keras_outputs(exports, case):
     assert_served(exports["served"], case)
 
 
 def test_served_ids_are_googles(exports):
     served = exports["served"]
-    # [CLS] hello , world ! [SEP], padded with [PAD] = 0.
-    assert served["text_1"][1]["input_word_ids"].tolist() == [[2, 5, 19, 6, 18, 3, 0, 0]]
+    # [CLS] hello , world ! [SEP]: a request is padded only to its longest text...
+    assert served["text_1"][1]["input_word_ids"].tolist() == [[2, 5, 19, 6, 18, 3]]
+    assert served["text_1"][1]["sequence_output"].shape == (1, 6, TINY.hidden_size)
+    # ... or, exported with text_padding="max_length", to seq_length with [PAD] = 0.
+    assert served["max_length_pair_1"][1]["input_word_ids"].tolist() == [[2, 8, 14, 3, 13, 3,
+                                                                          0, 0]]
+    assert served["max_length_text_7"][2]["sequence_output"].shape == (7, 8, TINY.hidden_size)
     # "Is it here?" + "Yes." in 8 tokens: _truncate_seq_pair pops "?" from the longer A.
     assert served["pair_1"][1]["input_word_ids"].tolist() == [[2, 10, 11, 12, 3, 13, 20, 3]]
     # hello the cat is here [UNK] ("and" is not in the vocab), cut to 8 - 2 pieces.
@@ -306,11 +331,10 @@ def test_readme_id_and_text_requests_agree(exports):
     served = exports["served"]
     by_text = served["readme_text_named_rows"][1]
     by_ids = served["readme_ids_rows"][1]
-    assert by_text["input_word_ids"][0, :6].tolist() == [101, 7592, 2088, 999, 102, 0]
-    # Padding to 32 changes nothing that the mask hides.
-    np.testing.assert_allclose(by_ids["pooled_output"], by_text["pooled_output"], atol=1e-5)
-    np.testing.assert_allclose(by_ids["sequence_output"][0], by_text["sequence_output"][0, :5],
-                               atol=1e-5)
+    # One text is padded to its own length: the text request is the id request.
+    assert by_text["input_word_ids"].tolist() == [[101, 7592, 2088, 999, 102]]
+    for name in ("pooled_output", "sequence_output"):
+        np.testing.assert_allclose(by_ids[name], by_text[name], atol=1e-5)
 
 
 def test_rest_request_forms_convert_as_tf_serving_does():
@@ -359,6 +383,7 @@ def test_signatures_and_metadata(exports, vocab_file):
         metadata = json.load(f)
     assert metadata["model_class"] == "BertEncoder" and metadata["seq_length"] == 8
     assert metadata["lower_case"] is True and metadata["bert_config"] == TINY.to_dict()
+    assert metadata["text_padding"] == "longest"
     assert metadata["signatures"]["serve_text_pair"] == {
         "inputs": ["text_a", "text_b"],
         "outputs": ["input_word_ids", "pooled_output", "sequence_output"]}
@@ -367,6 +392,7 @@ def test_signatures_and_metadata(exports, vocab_file):
     with open(os.path.join(pretrainer_dir, "assets.extra", "keras_bert_min.json")) as f:
         metadata = json.load(f)
     assert list(metadata["signatures"]) == ["serving_default"]
+    assert metadata["text_padding"] is None
     assert metadata["signatures"]["serving_default"]["inputs"] == [
         "input_mask", "input_type_ids", "input_word_ids", "masked_lm_positions"]
 
@@ -421,6 +447,10 @@ def test_text_signatures_need_the_three_encoder_inputs(encoder, vocab_file, tmp_
                            BertPreprocessor(vocab_file, 8))
     with pytest.raises(ValueError, match="max_position_embeddings 32"):
         export_saved_model(encoder, tmp_path / "base", BertPreprocessor(vocab_file, 40))
+    with pytest.raises(ValueError, match=r"text_padding must be one of \('max_length', "
+                                         r"'longest'\), got 'max'"):
+        export_saved_model(encoder, tmp_path / "base", BertPreprocessor(vocab_file, 8),
+                           text_padding="max")
     with pytest.raises(ValueError, match="label_names need a classifier"):
         export_saved_model(encoder, tmp_path / "base", label_names=["a", "b"])
     with pytest.raises(ValueError, match="dict inputs and outputs"):
@@ -450,7 +480,8 @@ def test_an_interrupted_export_leaves_nothing_tf_serving_would_load(encoder, voc
     export_saved_model(encoder, base)
     seen = {}
 
-    def crash_midway(model, preprocessor, signatures, label_names, directory):
+    def crash_midway(*args):
+        directory = args[-1]
         # The SavedModel is written by now; only its assets.extra and the rename are missing.
         seen["entries"] = sorted(os.listdir(base))
         seen["work_dir_has_model"] = os.path.isfile(os.path.join(directory, "saved_model.pb"))
@@ -473,7 +504,7 @@ def test_a_graph_with_ops_tf_serving_lacks_is_refused(encoder, vocab_file, tmp_p
     class TrimmingPreprocessor(BertPreprocessor):
         """Trims with RoundRobinTrimmer, whose op stock TF Serving (<= 2.19) lacks."""
 
-        def __call__(self, inputs):
+        def __call__(self, inputs, padding="max_length"):
             segments = inputs if isinstance(inputs, list) else [inputs]
             trimmed = text.RoundRobinTrimmer(self.seq_length - 3).trim(
                 [self.tokenize(segment) for segment in segments])
@@ -524,8 +555,8 @@ def test_recipe_help_explains_every_flag():
     flags = [action for action in parser._actions if action.option_strings != ["-h", "--help"]]
     assert {flag.option_strings[0] for flag in flags} >= {
         "--train_dir", "--model", "--vocab", "--pretrained", "--export_base", "--version",
-        "--seq_length", "--lower_case", "--encoder_only", "--ids_only", "--model_name",
-        "--rest_port"}
+        "--seq_length", "--text_padding", "--lower_case", "--encoder_only", "--ids_only",
+        "--model_name", "--rest_port"}
     assert all(len(flag.help or "") > 20 for flag in flags), [f.dest for f in flags if not f.help]
     with pytest.raises(SystemExit):
         load_recipe().parse_args(["--model", "m.keras", "--export_base", "b"])  # no --vocab
@@ -570,4 +601,8 @@ def test_recipe_end_to_end(encoder, vocab_file, tmp_path):
         classifier, BertPreprocessor(vocab_file, 12), tf.constant(body["instances"])))
     np.testing.assert_allclose(served["probabilities"], expected["probabilities"], atol=1e-5)
     assert served["label_name"].numpy().tolist() == expected["label_name"].tolist()
-    assert served["input_word_ids"].shape == (1, 12)
+    # "Hello world!" is padded to its own 5 tokens, not to the 12 of preprocessor.json.
+    assert served["input_word_ids"].numpy().tolist() == expected["input_word_ids"].tolist()
+    assert expected["input_word_ids"].shape == (1, 5)
+    metadata = json.loads((version_dir / "assets.extra" / "keras_bert_min.json").read_text())
+    assert (metadata["seq_length"], metadata["text_padding"]) == (12, "longest")

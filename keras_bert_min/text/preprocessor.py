@@ -53,6 +53,9 @@ _PUNCTUATION = r"[!-/:-@\[-`{-~\p{P}]"
 _CJK = (r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
         r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]")
 
+# `pack(padding=...)`: pad to seq_length, or to the batch's longest example.
+PADDING_MODES = ("max_length", "longest")
+
 # The tensorflow-text ops that stock TF Serving links in. Every other op of a serving graph
 # must be a core TensorFlow op (see `unservable_ops`).
 SERVING_SAFE_TF_TEXT_OPS = frozenset({
@@ -145,12 +148,14 @@ class BertPreprocessor(tf.Module):
         lower_case: lower-case and strip accents, as for Google's uncased models.
 
     Call with a tf.string batch [B] (or a list of str) for single texts, or a list or tuple of
-    two such batches for pairs. Returns a dict of int32 [B, seq_length] tensors.
+    two such batches for pairs. Returns a dict of int32 [B, seq_length] tensors, or with
+    `padding="longest"` [B, L] tensors, L the longest packed example of the batch (<= seq_length).
 
     Example:
     >>> preprocessor = BertPreprocessor("vocab.txt", seq_length=8)
     >>> preprocessor(["Hello world!"])["input_word_ids"]  # [CLS] hello world ! [SEP] 0 0 0
     >>> preprocessor([["Is it?"], ["Yes."]])["input_type_ids"]  # 0 0 0 0 0 1 1 1
+    >>> preprocessor(["Hello world!"], padding="longest")["input_mask"]  # 1 1 1 1 1
     """
 
     def __init__(self, vocab_file, seq_length, lower_case=True, name="bert_preprocessor"):
@@ -251,7 +256,7 @@ class BertPreprocessor(tf.Module):
         return pieces.merge_dims(1, 2)
 
     @_plain_tf
-    def pack(self, segments):
+    def pack(self, segments, padding="max_length"):
         """`[CLS] A [SEP] (B [SEP])`, truncated to `seq_length` and zero-padded.
 
         A single segment keeps its first `seq_length - 2` ids; a pair is trimmed as
@@ -259,15 +264,21 @@ class BertPreprocessor(tf.Module):
 
         Args:
             segments: a list of one or two int32 RaggedTensors [B, (ids)], e.g. from `tokenize`.
+            padding: "max_length" pads every example to `seq_length` (static shapes, as TPUs
+                and fixed-shape training need); "longest" pads only to the batch's longest
+                example, which spares the encoder the work on padding (serving, inference).
+                Truncation is the same either way.
 
         Returns:
-            dict of int32 [B, seq_length] tensors `input_word_ids` (padded with `pad_id`),
-            `input_mask` (1 on tokens) and `input_type_ids` (1 on `B [SEP]`).
+            dict of int32 [B, seq_length] (or [B, longest]) tensors `input_word_ids` (padded
+            with `pad_id`), `input_mask` (1 on tokens) and `input_type_ids` (1 on `B [SEP]`).
 
         Example:
         >>> preprocessor.pack([preprocessor.tokenize(["a question"]),
         ...                    preprocessor.tokenize(["an answer"])])
         """
+        if padding not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {PADDING_MODES}, got {padding!r}.")
         segments = list(segments)
         if len(segments) not in (1, 2):
             raise ValueError(f"pack() takes one segment or a pair of segments, got {len(segments)}.")
@@ -292,7 +303,8 @@ class BertPreprocessor(tf.Module):
         word_ids = tf.concat([ids for ids, _ in parts], axis=1)
         type_ids = tf.concat([tf.ones_like(ids) * type_id for ids, type_id in parts], axis=1)
 
-        shape = [None, self._seq_length]
+        # to_tensor without a length pads each row to the longest one.
+        shape = [None, self._seq_length if padding == "max_length" else None]
         return {
             "input_word_ids": word_ids.to_tensor(self.pad_id, shape=shape),
             "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=shape),
@@ -300,9 +312,11 @@ class BertPreprocessor(tf.Module):
         }
 
     @_plain_tf
-    def __call__(self, inputs):
-        """Packs single texts [B] or a pair `[texts_a, texts_b]`; see the class docstring."""
-        return self.pack([self.tokenize(segment) for segment in _as_segments(inputs)])
+    def __call__(self, inputs, padding="max_length"):
+        """Packs single texts [B] or a pair `[texts_a, texts_b]`; see the class docstring and
+        `pack` for `padding`."""
+        return self.pack([self.tokenize(segment) for segment in _as_segments(inputs)],
+                         padding=padding)
 
 
 def _as_segments(inputs):

@@ -171,6 +171,25 @@ def test_pairs_match_google(seq_length, lower_case):
     assert_outputs_equal(outputs, reference_pack(HARD_STRINGS, texts_b, seq_length, lower_case))
 
 
+@pytest.mark.parametrize("seq_length", [3, 8, 64])
+def test_padding_longest_is_googles_packing_cut_to_the_longest_example(seq_length):
+    preprocessor = preprocessor_for(seq_length)
+    pair = tf.function(lambda a, b: preprocessor([a, b], padding="longest"),
+                       input_signature=[tf.TensorSpec([None], tf.string)] * 2)
+    for texts_a, texts_b in ((HARD_STRINGS[:5], None), (HARD_STRINGS[5:9], None),
+                             (HARD_STRINGS, HARD_STRINGS[::-1])):
+        expected = reference_pack(texts_a, texts_b, seq_length)
+        longest = expected["input_mask"].sum(axis=1).max()
+        expected = {name: ids[:, :longest] for name, ids in expected.items()}
+        if texts_b is None:
+            assert_outputs_equal(preprocessor(texts_a, padding="longest"), expected)
+        else:
+            assert_outputs_equal(pair(tf.constant(texts_a), tf.constant(texts_b)), expected)
+    # A batch of short texts: no column is all padding.
+    outputs = preprocessor_for(64)(["hello", "hello world !"], padding="longest")
+    assert outputs["input_mask"].numpy().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+
+
 def test_pack_hand_written_example():
     preprocessor = preprocessor_for(seq_length=9)
     outputs = preprocessor.pack([tf.ragged.constant([[11, 12, 13, 14, 15]]),
@@ -388,5 +407,7 @@ def test_bad_inputs():
         preprocessor([["a", "b"], ["c"]])
     with pytest.raises(ValueError, match="one segment or a pair"):
         preprocessor.pack([])
+    with pytest.raises(ValueError, match=r"padding must be one of .*got 'dynamic'"):
+        preprocessor(["a"], padding="dynamic")
     with pytest.raises(ValueError, match="lower_case must be True or False"):
         BertPreprocessor(BERT_UNCASED_VOCAB, 8, lower_case="yes")
