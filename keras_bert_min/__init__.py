@@ -17,7 +17,7 @@ from keras_bert_min.models import (BertClassifier, BertEncoder, BertPretrainer, 
                                    bert_pretrainer, bert_span_predictor, bert_token_classifier)
 from keras_bert_min.training import (compile_pretrainer, create_optimizer, pretraining_losses,
                                      pretraining_metrics, split_pretraining_features)
-from keras_bert_min.weights import (from_pretrained, load_google_checkpoint, load_hf_weights,
-                                    save_google_checkpoint)
+from keras_bert_min.pretrained import from_pretrained
+from keras_bert_min.weights import load_google_checkpoint, load_hf_weights, save_google_checkpoint
 
 __version__ = "0.1.0"

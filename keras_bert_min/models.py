@@ -168,7 +168,7 @@ def _shared_encoder(encoder, model_name):
         encoder = keras.saving.deserialize_keras_object(encoder)
     if not isinstance(encoder, BertEncoder):
         raise ValueError(f"{model_name} needs a BertEncoder, got {type(encoder).__name__}; build "
-                         "one with bert_encoder(config) or weights.from_pretrained(directory).")
+                         "one with bert_encoder(config) or pretrained.from_pretrained(directory).")
     return encoder
 
 

