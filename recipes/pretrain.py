@@ -58,9 +58,13 @@ def parse_args(argv=None):
                       help="Tokens per example (Google: 128 in phase 1, 512 in phase 2).")
     data.add_argument("--max_predictions_per_seq", type=int, default=10,
                       help="Masked positions per example (Google: 20 at 128, 80 at 512).")
+    data.add_argument("--masking", choices=["dynamic", "static"], default="dynamic",
+                      help="dynamic: masks drawn afresh for every batch in tf.data; static: "
+                           "Google's, drawn once in Python for --dupe_factor copies of the "
+                           "data. Both are a pure function of --seed.")
     data.add_argument("--dupe_factor", type=int, default=2,
-                      help="Passes over the corpus when pairing sentences (the masks are drawn "
-                           "afresh every epoch anyway).")
+                      help="Passes over the corpus when pairing sentences (each with its own "
+                           "masks under --masking static).")
     data.add_argument("--heldout_fraction", type=float, default=0.02,
                       help="Fraction of documents held out to report MLM and NSP metrics.")
     model = parser.add_argument_group("model")
@@ -92,10 +96,9 @@ def parse_args(argv=None):
     train.add_argument("--jit_compile", action="store_true", help="Compile steps with XLA.")
     train.add_argument("--seed", type=int, default=12345)
     train.add_argument("--deterministic", action="store_true",
-                       help="Deterministic ops, and masks drawn once in Python from --seed "
-                            "(Google's static masking, --dupe_factor copies) instead of afresh "
-                            "in tf.data, so a resumed run ends with exactly the weights of an "
-                            "uninterrupted one.")
+                       help="TF's deterministic ops, so that a resumed run ends with exactly "
+                            "the weights of an uninterrupted one (the data and the masks are "
+                            "a pure function of --seed in any case).")
     out = parser.add_argument_group("outputs")
     out.add_argument("--output_dir", default="runs/pretrain", help="Where everything goes.")
     out.add_argument("--no_export", action="store_true", help="Skip the SavedModel export.")
@@ -153,8 +156,7 @@ def corpus_instances(args, preprocessor, documents, static_masking, seed, dupe_f
 
 def static_dataset(instances, args, batch_size, input_context=None, train=False):
     """Examples whose masks were drawn in Python (Google's static masking) as a dataset: the
-    held-out set, and the training set under --deterministic, where every batch is then a pure
-    function of --seed and its position in the run."""
+    held-out set, and the training set under --masking static."""
     features = [pretraining.instance_to_features(i, args.seq_length, args.max_predictions_per_seq)
                 for i in instances]
     stacked = {k: np.stack([f[k] for f in features]) for k in pretraining.FEATURE_NAMES}
@@ -182,7 +184,7 @@ def train_dataset_fn(args, preprocessor, instances, per_replica_batch, skip_batc
             dataset = tfrecords.pretraining_dataset_from_tfrecords(
                 args.tfrecords, per_replica_batch, args.seq_length, args.max_predictions_per_seq,
                 seed=args.seed, input_context=input_context)
-        elif args.deterministic:
+        elif args.masking == "static":
             dataset = static_dataset(instances, args, per_replica_batch, input_context, train=True)
         else:
             dataset = masking.pretraining_dataset_from_instances(
@@ -345,7 +347,7 @@ def main(argv=None):
     instances = None
     if not args.tfrecords:
         print(f"Pairing sentences of {len(documents)} documents...", flush=True)
-        instances = corpus_instances(args, preprocessor, documents, args.deterministic,
+        instances = corpus_instances(args, preprocessor, documents, args.masking == "static",
                                      args.seed, args.dupe_factor)
         if len(instances) < args.batch_size:
             raise SystemExit(f"error: the corpus gives {len(instances)} examples, fewer than one "

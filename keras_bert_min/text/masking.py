@@ -1,9 +1,17 @@
 """Dynamic masking: BERT's 80/10/10 masked-LM masks drawn in tf.data, fresh every epoch.
 
 The sentence pairs come from `pretraining.create_training_instances(..., static_masking=False)`;
-here tensorflow-text's `RandomItemSelector`, `MaskValuesChooser` and `mask_language_model` mask
-each batch with the statistics of Google's static rule (`pretraining.create_masked_lm_predictions`),
-and pad it to the static shapes of `pretraining.FEATURE_NAMES`.
+here tensorflow-text's `mask_language_model` masks each batch with the statistics of Google's
+static rule (`pretraining.create_masked_lm_predictions`), and the batch is padded to the static
+shapes of `pretraining.FEATURE_NAMES`.
+
+Why the selector and the chooser are subclassed: tensorflow-text's `RandomItemSelector` and
+`MaskValuesChooser` draw from stateful random ops, shared by the parallel calls of a tf.data map
+and by the parallel rows of its `map_fn`, so the masks changed from run to run even with every
+seed set (measured: the first batches of two identical runs differed). Here every draw is a
+stateless function of a seed, and the pipeline gives batch i the seed (seed, input pipeline, i):
+a run's masks are a pure function of its seed, and a resumed run that skips the batches it has
+seen sees exactly the masks of an uninterrupted one.
 """
 
 import numpy as np
@@ -15,7 +23,7 @@ from keras_bert_min.text.pretraining import (_check_fraction, _check_int, _check
 
 
 def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=0.15,
-                 do_whole_word_mask=False):
+                 do_whole_word_mask=False, seed=None):
     """Masks a ragged batch with tensorflow-text, with the statistics of the static masking.
 
     Per sequence, `min(max_predictions_per_seq, ceil(masked_lm_prob * maskable))` positions
@@ -31,6 +39,8 @@ def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=
         input_word_ids: int RaggedTensor [B, (tokens)], unpadded `[CLS] A [SEP] B [SEP]` rows.
         vocab: a `PretrainingVocab`.
         max_predictions_per_seq, masked_lm_prob, do_whole_word_mask: as the static masking.
+        seed: int tensor of shape [2]; the masks are a pure function of it and the ids. None
+            draws one from TF's global random state.
 
     Returns:
         `(masked_word_ids, masked_lm_positions, masked_lm_ids)`, RaggedTensors [B, (tokens)],
@@ -39,24 +49,26 @@ def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=
     Example:
     >>> vocab = PretrainingVocab(size=20, cls_id=1, sep_id=2, mask_id=3)
     >>> ids = tf.ragged.constant([[1, 5, 6, 7, 2, 8, 2]])
-    >>> _, positions, labels = dynamic_mask(ids, vocab, max_predictions_per_seq=4)
+    >>> _, positions, labels = dynamic_mask(ids, vocab, max_predictions_per_seq=4, seed=[1, 2])
     >>> positions.shape.as_list(), labels.shape.as_list()
     ([1, None], [1, None])
     """
     _check_int("max_predictions_per_seq", max_predictions_per_seq, 1)
     _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
-    selector_args = dict(
-        max_selections_per_batch=max_predictions_per_seq,  # per row, despite the name
-        selection_rate=masked_lm_prob,
-        unselectable_ids=sorted({vocab.cls_id, vocab.sep_id, vocab.pad_id}))
-    chooser = tf_text.MaskValuesChooser(vocab.size, vocab.mask_id, mask_token_rate=0.8,
-                                        random_token_rate=0.1)
+    if seed is None:
+        seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    selection_seed, values_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    chooser = _SeededMaskValuesChooser(vocab.size, vocab.mask_id, values_seed,
+                                       mask_token_rate=0.8, random_token_rate=0.1)
     if do_whole_word_mask:
         # tensorflow-text masks whole items of a [B, (words), (pieces)] tensor.
         input_word_ids = _group_word_pieces(input_word_ids, vocab)
-        selector = _WholeWordSelector(max_pieces=max_predictions_per_seq, **selector_args)
-    else:
-        selector = tf_text.RandomItemSelector(**selector_args)
+    selector = _SeededItemSelector(
+        selection_seed,
+        max_pieces=max_predictions_per_seq if do_whole_word_mask else None,
+        max_selections_per_batch=max_predictions_per_seq,  # per row, despite the name
+        selection_rate=masked_lm_prob,
+        unselectable_ids=sorted({vocab.cls_id, vocab.sep_id, vocab.pad_id}))
     return tf_text.mask_language_model(input_word_ids, selector, chooser)
 
 
@@ -78,28 +90,60 @@ def _group_word_pieces(input_word_ids, vocab):
     return tf.RaggedTensor.from_row_lengths(words, words_per_row)
 
 
-class _WholeWordSelector(tf_text.RandomItemSelector):
-    """`RandomItemSelector` over words that also caps the selected *pieces*, as Google's cap.
+class _SeededItemSelector(tf_text.RandomItemSelector):
+    """`RandomItemSelector` whose choice is a stateless function of `seed`.
 
-    tensorflow-text caps the number of words; whole words are then dropped, in random order,
-    until their pieces fit in `max_pieces` (Google skips a word that would overshoot).
+    As tensorflow-text's: per row, a uniformly random set of
+    min(max_selections_per_batch, ceil(selection_rate * selectable)) items, here the ones with
+    the smallest random keys. With `max_pieces` (whole words), words are then dropped from the
+    end of that random order until their pieces fit in `max_pieces` (Google skips a word that
+    would overshoot and tries the next).
     """
 
-    def __init__(self, max_pieces, **kwargs):
+    def __init__(self, seed, max_pieces=None, **kwargs):
         super().__init__(**kwargs)
+        self.seed = seed
         self.max_pieces = max_pieces
 
     def get_selection_mask(self, input_ids, axis):
-        selected = super().get_selection_mask(input_ids, axis)  # [B, (words)]
-        pieces = tf.where(selected.flat_values, input_ids.row_lengths(axis=2).flat_values, 0)
-        priority = tf.where(selected.flat_values,
-                            tf.random.uniform(tf.shape(selected.flat_values)), 2.0)
-        order = tf.argsort(selected.with_flat_values(priority).to_tensor(default_value=3.0), axis=1)
-        pieces_in_order = tf.gather(selected.with_flat_values(pieces).to_tensor(), order,
-                                    batch_dims=1)
-        fits_in_order = tf.cumsum(pieces_in_order, axis=1) <= self.max_pieces
-        fits = tf.gather(fits_in_order, tf.argsort(order, axis=1), batch_dims=1)
-        return selected & tf.RaggedTensor.from_tensor(fits, lengths=selected.row_lengths())
+        selectable = self.get_selectable(input_ids, axis)  # [B, (items)]
+        num_selectable = tf.reduce_sum(tf.cast(selectable, tf.float32), axis=1)
+        num_to_select = tf.minimum(tf.math.ceil(num_selectable * self.selection_rate),
+                                   self.max_selections_per_batch)
+        keys = tf.random.stateless_uniform(tf.shape(selectable.flat_values), self.seed)
+        keys = tf.where(selectable.flat_values, keys, 2.0)  # after every selectable item
+        order = tf.argsort(selectable.with_flat_values(keys).to_tensor(default_value=3.0), axis=1)
+        place = tf.argsort(order, axis=1)  # each item's place in the random order
+        chosen = place < tf.cast(num_to_select, tf.int32)[:, None]
+        if self.max_pieces is not None:
+            pieces = tf.where(chosen, input_ids.row_lengths(axis=2).to_tensor(), 0)
+            pieces_in_order = tf.gather(pieces, order, batch_dims=1)
+            fits_in_order = tf.cumsum(pieces_in_order, axis=1) <= self.max_pieces
+            chosen &= tf.gather(fits_in_order, place, batch_dims=1)
+        return tf.RaggedTensor.from_tensor(chosen, lengths=selectable.row_lengths())
+
+
+class _SeededMaskValuesChooser(tf_text.MaskValuesChooser):
+    """`MaskValuesChooser` whose draws are a stateless function of `seed`: each selected token
+    becomes [MASK] with `mask_token_rate`, a token drawn from the whole vocabulary with
+    `random_token_rate`, and stays itself otherwise (Google's 80/10/10)."""
+
+    def __init__(self, vocab_size, mask_token, seed, mask_token_rate=0.8, random_token_rate=0.1):
+        super().__init__(vocab_size, mask_token, mask_token_rate=mask_token_rate,
+                         random_token_rate=random_token_rate)
+        self.mask_token_rate = mask_token_rate  # the base class keeps it private
+        self.seed = seed
+
+    def get_mask_values(self, masked_lm_ids):
+        ids = masked_lm_ids.flat_values
+        choice_seed, token_seed = tf.unstack(tf.random.experimental.stateless_split(self.seed, 2))
+        choice = tf.random.stateless_uniform(tf.shape(ids), choice_seed)
+        random_ids = tf.random.stateless_uniform(tf.shape(ids), token_seed, minval=0,
+                                                 maxval=self.vocab_size, dtype=ids.dtype)
+        values = tf.where(choice < self.mask_token_rate, tf.cast(self.mask_token, ids.dtype),
+                          tf.where(choice < self.mask_token_rate + self.random_token_rate,
+                                   random_ids, ids))
+        return masked_lm_ids.with_flat_values(values)
 
 
 def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
@@ -121,9 +165,11 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
             is dropped so that every shape is static.
         seq_length, max_predictions_per_seq: S and P of the padded features.
         masked_lm_prob, do_whole_word_mask: as `dynamic_mask`.
-        shuffle, repeat, seed: shuffle the instances every epoch / repeat forever / seed of the
-            shuffle. The masks come from TF's global random state (`tf.random.set_seed`) and
-            are not reproducible run to run; for that, mask statically.
+        shuffle, repeat, seed: shuffle the instances every epoch / repeat forever / the seed
+            of the shuffle and of the masks (None: one drawn from NumPy's global state, which
+            `keras.utils.set_random_seed` sets). Batch i of input pipeline p is masked with
+            the seed (seed, p, i): the same seed gives the same batches, and `skip(n)` on the
+            result gives the batches an uninterrupted run has after its n-th.
         input_context: an optional `tf.distribute.InputContext`.
 
     Returns:
@@ -160,18 +206,21 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
         "next_sentence_labels": np.array([[int(instance.is_random_next)] for instance in instances],
                                          np.int32),
     })
+    if seed is None:
+        seed = int(np.random.randint(2**31 - 1))
     dataset = dataset.shard(num_pipelines, pipeline_id)
     if shuffle:
         dataset = dataset.shuffle(len(instances) // num_pipelines, seed=seed,
                                   reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.ragged_batch(batch_size, drop_remainder=True)
+    dataset = dataset.ragged_batch(batch_size, drop_remainder=True).enumerate()
+    pipeline_seed = tf.constant([seed, pipeline_id], tf.int64)
 
-    def mask_and_pad(batch):
+    def mask_and_pad(index, batch):
         word_ids, positions, labels = dynamic_mask(
             batch["input_word_ids"], vocab, max_predictions_per_seq, masked_lm_prob,
-            do_whole_word_mask)
+            do_whole_word_mask, seed=tf.random.experimental.stateless_fold_in(pipeline_seed, index))
         tokens_shape = [batch_size, seq_length]
         predictions_shape = [batch_size, max_predictions_per_seq]
         return {

@@ -70,15 +70,17 @@ def test_end_to_end_on_a_real_book(small_corpus, tmp_path):
         (out / "heldout_metrics.json").read_text())[0]["mlm_logits_loss"] - 0.5
 
 
-def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path):
+@pytest.mark.parametrize("masking", ["dynamic", "static"])
+def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path, masking):
     """SIGKILL after the second backup, restart: same step count and bit-identical final weights
-    to an uninterrupted run. No tolerance is needed: --deterministic draws the masks once in
-    Python from the seed and enables TF's deterministic ops, the backup holds weights, optimizer
-    state and the dropout generators' state, and the resumed pipeline skips the batches the
-    killed run had already trained on."""
+    to an uninterrupted run. No tolerance is needed: the masks (drawn in tf.data, or once in
+    Python) are a pure function of the seed and the batch's place in the run, --deterministic
+    enables TF's deterministic ops, the backup holds weights, optimizer state and the dropout
+    generators' state, and the resumed pipeline skips the batches the killed run had already
+    trained on."""
     corpus, vocab = small_corpus
     extra = ["--steps", "80", "--steps_per_loop", "10", "--deterministic", "--no_export",
-             "--checkpoint_every", "100"]
+             "--checkpoint_every", "100", "--masking", masking]
     reference = tmp_path / "uninterrupted"
     run_recipe("pretrain.py", recipe_args(corpus, vocab, reference, *extra))
 
