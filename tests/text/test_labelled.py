@@ -1,0 +1,74 @@
+"""Labelled text files and the classifier pipeline (keras_bert_min.text.labelled).
+
+References are hand-written: file contents with the columns they must give, and the ids, type ids
+and masks of a packed pair batch.
+"""
+
+import pytest
+
+from keras_bert_min.text.labelled import classifier_dataset, read_columns
+from tests import test_finetuning
+from tests.test_finetuning import VOCAB
+
+# test_finetuning.py's fixtures, bound here so that pytest finds them (each module builds its own).
+vocab_file = test_finetuning.vocab_file
+preprocessor = test_finetuning.preprocessor
+
+
+def test_pairs_get_segment_b_type_ids(preprocessor):
+    data = classifier_dataset(["good movie", "bad"], [1, 0], preprocessor, 2,
+                              text_pairs=["awful plot", "the story was great"])
+    x, y = next(iter(data))
+    ids = {token: i for i, token in enumerate(VOCAB)}
+    expected_words = [
+        [ids[t] for t in ["[CLS]", "good", "movie", "[SEP]", "awful", "plot", "[SEP]"]] + [0],
+        [ids[t] for t in ["[CLS]", "bad", "[SEP]", "the", "story", "was", "great", "[SEP]"]],
+    ]
+    # Cut to the longest pair (8 tokens), not padded to the preprocessor's 16.
+    assert x["input_word_ids"].numpy().tolist() == expected_words
+    assert x["input_type_ids"].numpy().tolist() == [[0, 0, 0, 0, 1, 1, 1, 0],
+                                                    [0, 0, 0, 1, 1, 1, 1, 1]]
+    assert x["input_mask"].numpy().tolist() == [[1] * 7 + [0], [1] * 8]
+    assert y.numpy().tolist() == [1, 0]
+
+
+def test_read_columns_csv_tsv_jsonl(tmp_path):
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text('text,label\n"good, really",pos\n"she said ""bad""",neg\n',
+                        encoding="utf-8")
+    assert read_columns(csv_file, ["text", "label"]) == {
+        "text": ["good, really", 'she said "bad"'], "label": ["pos", "neg"]}
+    # TSV has no quoting: quotes are part of the text, as in the movie-review files.
+    tsv_file = tmp_path / "data.tsv"
+    tsv_file.write_text("id\tlabel\tsentence\n1\t1\t''Conan'' \"rocks\n", encoding="utf-8")
+    assert read_columns(tsv_file, ["sentence", "label"]) == {
+        "sentence": ["''Conan'' \"rocks"], "label": ["1"]}
+    jsonl_file = tmp_path / "data.jsonl"
+    jsonl_file.write_text('{"a": "x", "b": "y", "label": 2}\n\n{"a": "z", "b": "w", "label": 0}\n',
+                          encoding="utf-8")
+    assert read_columns(jsonl_file, ["a", "b", "label"]) == {
+        "a": ["x", "z"], "b": ["y", "w"], "label": ["2", "0"]}
+
+
+def test_read_columns_errors(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\ngood,pos\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"has no column 'sentence' .* columns are \['label', "
+                                         r"'text'\]"):
+        read_columns(data, ["sentence", "label"])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="holds no examples"):
+        read_columns(empty, ["text", "label"])
+    ragged = tmp_path / "ragged.tsv"
+    ragged.write_text("text\tlabel\ngood\tpos\textra\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2 has 3 fields, the header 2"):
+        read_columns(ragged, ["text", "label"])
+    xml = tmp_path / "data.xml"
+    xml.write_text("<text>good</text>", encoding="utf-8")
+    with pytest.raises(ValueError, match="Cannot tell the format of .*data.xml"):
+        read_columns(xml, ["text"])
+    with pytest.raises(ValueError, match="file_format must be 'csv', 'tsv' or 'jsonl', got 'xml'"):
+        read_columns(data, ["text"], file_format="xml")
+    with pytest.raises(FileNotFoundError, match="No data file"):
+        read_columns(tmp_path / "missing.csv", ["text"])
