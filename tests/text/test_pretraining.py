@@ -1,4 +1,7 @@
-"""Tests of keras_bert_min.text.pretraining: NSP pairs, static and dynamic masking, tf.data.
+"""Tests of keras_bert_min.text.pretraining: NSP pairs, static masking, features.
+
+Dynamic masking (keras_bert_min.text.masking) is tested in test_masking.py, with the corpora and
+helpers defined here.
 
 References: a transcription of Google's `create_pretraining_data.py` on token strings (below),
 corpora whose token ids say which document and sentence they come from, and counts written
@@ -6,7 +9,6 @@ from the masking rules.
 """
 
 import collections
-import math
 import random
 
 import numpy as np
@@ -14,8 +16,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_bert_min.text.masking import dynamic_mask, pretraining_dataset_from_instances
-from keras_bert_min.text.pretraining import (FEATURE_NAMES, PretrainingVocab, TrainingInstance,
+from keras_bert_min.text.pretraining import (PretrainingVocab, TrainingInstance,
                                              create_masked_lm_predictions,
                                              create_training_instances, instance_to_features,
                                              tokenize_documents, truncate_seq_pair)
@@ -325,150 +326,7 @@ def test_static_whole_word_masking_masks_whole_words():
     assert partial_words == 0
 
 
-# --- dynamic masking ------------------------------------------------------------------------------
-
-def tf_text_count(maskable):
-    """RandomItemSelector's count: 15% of the maskable tokens rounded up, in float32."""
-    return math.ceil(np.float32(maskable) * np.float32(0.15))
-
-
-def run_dynamic_mask(rows, max_predictions, do_whole_word_mask=False):
-    tf.random.set_seed(0)
-    masked, positions, labels = dynamic_mask(tf.ragged.constant(rows, tf.int32), VOCAB,
-                                             max_predictions, 0.15, do_whole_word_mask)
-    return masked.to_list(), positions.to_list(), labels.to_list()
-
-
-def test_dynamic_masking_statistics_and_invariants():
-    rows = packed_sequences(1500, seed=3)
-    masked, positions, labels = run_dynamic_mask(rows, 20)
-    for tokens, output, chosen, label in zip(rows, masked, positions, labels):
-        assert len(chosen) == min(20, tf_text_count(len(tokens) - 3))
-        assert chosen == sorted(set(chosen))
-        assert all(0 <= p < len(tokens) and tokens[p] not in (CLS, SEP) for p in chosen)
-        assert label == [tokens[p] for p in chosen]
-        assert all(output[i] == tokens[i] for i in range(len(tokens)) if i not in chosen)
-    total_tokens = sum(map(len, rows))
-    assert abs(sum(map(len, positions)) / total_tokens - 0.15) <= 0.01
-    shares = replacement_shares(rows, masked, positions)
-    assert abs(shares["mask"] - 0.8) <= 0.02
-    assert abs(shares["same"] - 0.1) <= 0.02
-    assert abs(shares["random"] - 0.1) <= 0.02
-
-
-def test_dynamic_and_static_masking_select_the_same_share():
-    rows = packed_sequences(1000, seed=4)
-    rng = random.Random(0)
-    static = sum(len(create_masked_lm_predictions(t, 0.15, 20, VOCAB, rng)[1]) for t in rows)
-    dynamic = sum(map(len, run_dynamic_mask(rows, 20)[1]))
-    assert abs(static - dynamic) / sum(map(len, rows)) <= 0.005
-
-
-def test_dynamic_masking_caps_at_max_predictions_per_seq():
-    rows = packed_sequences(100, seed=5, min_length=60)
-    _, positions, _ = run_dynamic_mask(rows, 4)
-    assert all(len(p) == 4 for p in positions)
-
-
-def test_dynamic_whole_word_masking_masks_whole_words_within_the_cap():
-    documents = to_ids(string_documents(6, num_documents=300))
-    rows = [x.tokens for x in create_training_instances(
-        documents, VOCAB, 128, dupe_factor=1, short_seq_prob=0.0, static_masking=False)]
-    assert len(rows) > 300
-    for cap in (20, 5):
-        masked, positions, labels = run_dynamic_mask(rows, cap, do_whole_word_mask=True)
-        for tokens, chosen, label in zip(rows, positions, labels):
-            assert 1 <= len(chosen) <= cap
-            assert label == [tokens[p] for p in chosen]
-            assert all(tokens[p] not in (CLS, SEP) for p in chosen)
-            # Whole words, except that a `##` right after [SEP] is a word of its own here.
-            after_sep = tokens.index(SEP) + 1
-            for word in words_of(tokens):
-                if word[0] < after_sep <= word[-1]:
-                    word = [i for i in word if i >= after_sep]
-                assert len(set(chosen) & set(word)) in (0, len(word))
-        if cap == 20:  # 15% of 128 tokens is 19.2: the cap rarely binds
-            assert abs(sum(map(len, positions)) / sum(map(len, rows)) - 0.15) <= 0.01
-
-
-# --- the tf.data builder --------------------------------------------------------------------------
-
-def short_documents():
-    """One-sentence documents of 1-3 tokens, and a few longer ones."""
-    rng = random.Random(8)
-    documents = [[[rng.randint(5, 99) for _ in range(rng.randint(1, 3))]] for _ in range(30)]
-    documents += [[[rng.randint(5, 99) for _ in range(rng.randint(1, 12))] for _ in range(6)]
-                  for _ in range(10)]
-    return documents
-
-
-def check_static_shapes(dataset, batch_size, seq_length, max_predictions):
-    shapes = {"masked_lm_positions": [batch_size, max_predictions],
-              "masked_lm_ids": [batch_size, max_predictions],
-              "masked_lm_weights": [batch_size, max_predictions],
-              "next_sentence_labels": [batch_size, 1]}
-    for name in FEATURE_NAMES:
-        expected = shapes.get(name, [batch_size, seq_length])
-        assert dataset.element_spec[name].shape.as_list() == expected, name
-    batches = list(dataset)
-    for batch in batches:
-        for name in FEATURE_NAMES:
-            assert batch[name].shape.as_list() == shapes.get(name, [batch_size, seq_length])
-    return batches
-
-
-def test_dataset_from_instances_pads_masks_and_labels_each_example():
-    instances = create_training_instances(short_documents(), VOCAB, 16, 3, dupe_factor=3,
-                                          static_masking=False, seed=0)
-    dataset = pretraining_dataset_from_instances(instances, VOCAB, 4, 16, 3, shuffle=False,
-                                                 repeat=False)
-    batches = check_static_shapes(dataset, 4, 16, 3)
-    assert len(batches) == len(instances) // 4
-    rows = [{k: v[i].numpy() for k, v in batch.items()} for batch in batches for i in range(4)]
-    for instance, row in zip(instances, rows):
-        length = len(instance.tokens)
-        assert row["input_mask"].tolist() == [1] * length + [0] * (16 - length)
-        assert row["input_type_ids"].tolist() == instance.segment_ids + [0] * (16 - length)
-        assert row["next_sentence_labels"].tolist() == [int(instance.is_random_next)]
-        count = int(row["masked_lm_weights"].sum())
-        assert row["masked_lm_weights"].tolist() == [1.0] * count + [0.0] * (3 - count)
-        assert count == min(3, tf_text_count(length - 3))
-        positions = row["masked_lm_positions"][:count].tolist()
-        assert positions == sorted(set(positions)) and row["masked_lm_positions"][count:].sum() == 0
-        assert all(instance.tokens[p] not in (CLS, SEP) and p < length for p in positions)
-        assert row["masked_lm_ids"][:count].tolist() == [instance.tokens[p] for p in positions]
-        assert row["input_word_ids"][length:].tolist() == [PAD] * (16 - length)
-        unmasked = [i for i in range(length) if i not in positions]
-        assert row["input_word_ids"][unmasked].tolist() == [instance.tokens[i] for i in unmasked]
-
-
-def test_dataset_from_instances_remasks_every_epoch_and_repeats_with_static_shapes():
-    instances = create_training_instances(short_documents(), VOCAB, 16, 3, dupe_factor=2,
-                                          static_masking=False, seed=0)
-    dataset = pretraining_dataset_from_instances(instances, VOCAB, 8, 16, 3, shuffle=False,
-                                                 do_whole_word_mask=True)
-    epoch = len(instances) // 8
-    batches = list(dataset.take(2 * epoch + 3))
-    assert all(b["input_word_ids"].shape == (8, 16) for b in batches)
-    first = np.concatenate([b["masked_lm_positions"].numpy() for b in batches[:epoch]])
-    second = np.concatenate([b["masked_lm_positions"].numpy() for b in batches[epoch:2 * epoch]])
-    assert not np.array_equal(first, second)
-
-
-def test_dataset_from_instances_shards_instances_over_input_pipelines():
-    instances = create_training_instances(short_documents(), VOCAB, 16, 3, dupe_factor=1,
-                                          static_masking=False, seed=0)
-    seen = []
-    for pipeline in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
-        dataset = pretraining_dataset_from_instances(instances, VOCAB, 1, 16, 3, shuffle=False,
-                                                     repeat=False, input_context=context)
-        seen.append([b["input_type_ids"][0].numpy().tolist() + b["input_mask"][0].numpy().tolist()
-                     for b in dataset])
-    expected = [instance_to_features(x, 16, 3) for x in instances]
-    expected = [f["input_type_ids"].tolist() + f["input_mask"].tolist() for f in expected]
-    assert seen[0] == expected[0::2] and seen[1] == expected[1::2]
-
+# --- features -------------------------------------------------------------------------------------
 
 def test_instance_to_features_pads_to_static_lengths():
     instance = TrainingInstance([CLS, 10, MASK, SEP, 11, SEP], [0, 0, 0, 0, 1, 1], False, [2], [12])
@@ -533,25 +391,3 @@ def test_bad_settings_are_refused(kwargs, message):
     settings.update(kwargs)
     with pytest.raises(ValueError, match=message):
         create_training_instances([[[5, 6], [7]]], VOCAB, **settings)
-
-
-def test_dataset_from_instances_refuses_bad_input():
-    unmasked = create_training_instances(short_documents(), VOCAB, 16, 3, dupe_factor=1,
-                                         static_masking=False)
-    masked = create_training_instances(short_documents(), VOCAB, 16, 3, dupe_factor=1)
-    with pytest.raises(ValueError, match="already masked"):
-        pretraining_dataset_from_instances(masked, VOCAB, 4, 16, 3)
-    with pytest.raises(ValueError, match="more than seq_length=8"):
-        pretraining_dataset_from_instances(unmasked, VOCAB, 4, 8, 3)
-    with pytest.raises(ValueError, match="max_predictions_per_seq must be an integer of at least"):
-        pretraining_dataset_from_instances(unmasked, VOCAB, 4, 16, 0)
-    with pytest.raises(ValueError, match="seq_length must be an integer of at least 5"):
-        pretraining_dataset_from_instances(unmasked, VOCAB, 4, 4, 3)
-    with pytest.raises(ValueError, match="do not fill one batch of 1000"):
-        pretraining_dataset_from_instances(unmasked, VOCAB, 1000, 16, 3)
-    with pytest.raises(ValueError, match="batch_size must be an integer of at least 1"):
-        pretraining_dataset_from_instances(unmasked, VOCAB, 0, 16, 3)
-    with pytest.raises(ValueError, match="max_predictions_per_seq must be an integer of at least"):
-        dynamic_mask(tf.ragged.constant([[CLS, 5, SEP, 6, SEP]]), VOCAB, 0)
-    with pytest.raises(ValueError, match=r"masked_lm_prob must be in \(0, 1\], got '0.15'"):
-        dynamic_mask(tf.ragged.constant([[CLS, 5, SEP, 6, SEP]]), VOCAB, 3, masked_lm_prob="0.15")
