@@ -5,6 +5,7 @@ References: counts written from the masking rules, the static masking of
 instances the batches are built from. Corpora and shared helpers come from test_pretraining.py.
 """
 
+import collections
 import math
 import random
 
@@ -83,6 +84,31 @@ def test_dynamic_whole_word_masking_masks_whole_words_within_the_cap():
                 assert len(set(chosen) & set(word)) in (0, len(word))
         if cap == 20:  # 15% of 128 tokens is 19.2: the cap rarely binds
             assert abs(sum(map(len, positions)) / sum(map(len, rows)) - 0.15) <= 0.01
+
+
+def test_dynamic_masks_are_a_function_of_the_seed():
+    rows = tf.ragged.constant(packed_sequences(64, seed=6), tf.int32)
+    first, again, other = (dynamic_mask(rows, VOCAB, 20, seed=seed)
+                           for seed in ([1, 2], [1, 2], [1, 3]))
+    for a, b in zip(first, again):
+        assert a.to_list() == b.to_list()
+    assert first[1].to_list() != other[1].to_list()
+
+
+def test_dynamic_masking_picks_positions_uniformly_and_rows_independently():
+    # 2,000 copies of one row with 40 maskable tokens: 6 picks each (15% of 40, rounded up).
+    row = [CLS] + list(range(5, 25)) + [SEP] + list(range(25, 45)) + [SEP]
+    _, positions, _ = dynamic_mask(tf.ragged.constant([row] * 2000, tf.int32), VOCAB, 20,
+                                   seed=[4, 5])
+    positions = positions.to_list()
+    assert all(len(chosen) == 6 for chosen in positions)
+    # Identical rows of one batch draw apart: 2,000 draws of 6 of 40 almost never repeat.
+    assert len({tuple(chosen) for chosen in positions}) > 1990
+    # Every maskable position about 2,000 * 6 / 40 = 300 times (binomial sd 16; bound 5 sd).
+    counts = collections.Counter(p for chosen in positions for p in chosen)
+    maskable = [i for i, token in enumerate(row) if token not in (CLS, SEP)]
+    assert sorted(counts) == maskable
+    assert all(abs(counts[p] - 300) < 80 for p in maskable), counts
 
 
 # --- the tf.data builder --------------------------------------------------------------------------
@@ -186,3 +212,19 @@ def test_dataset_from_instances_refuses_bad_input():
         dynamic_mask(tf.ragged.constant([[CLS, 5, SEP, 6, SEP]]), VOCAB, 0)
     with pytest.raises(ValueError, match=r"masked_lm_prob must be in \(0, 1\], got '0.15'"):
         dynamic_mask(tf.ragged.constant([[CLS, 5, SEP, 6, SEP]]), VOCAB, 3, masked_lm_prob="0.15")
+
+
+def test_dataset_from_instances_is_a_function_of_the_seed_and_skip_resumes_it():
+    instances = create_training_instances(short_documents(), VOCAB, 16, 3, dupe_factor=2,
+                                          static_masking=False, seed=0)
+
+    def batches(seed, skip=0):
+        dataset = pretraining_dataset_from_instances(instances, VOCAB, 4, 16, 3, seed=seed)
+        return [{name: value.numpy().tolist() for name, value in batch.items()}
+                for batch in dataset.skip(skip).take(12 - skip)]
+
+    first = batches(7)
+    assert batches(7) == first
+    # A resumed run skips what it has trained on and goes on with the same batches and masks.
+    assert batches(7, skip=5) == first[5:]
+    assert batches(8) != first
