@@ -241,7 +241,6 @@ def markdown(result):
     for row in result["rows"]:
         tps, util = row["tokens_per_second"], row["utilisation_percent"]
         peak = row["utilisation_peak"]
-        jit = row["jit_compile"]
         xla = row["xla"] + (" (= default)" if row.get("is_default") else "")
         rows.append([row["precision"], xla, f"{tps['ours']:,.0f}", f"{tps['keras_hub']:,.0f}",
                      f"**{row['ratio_ours_over_keras_hub']:.2f}**",

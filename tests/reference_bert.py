@@ -38,7 +38,6 @@ def dense(params, prefix, x):
 def encoder(params, input_word_ids, input_mask, input_type_ids, num_heads, hidden_act, eps=1e-12):
     """Returns (sequence_output [B,S,H], pooled_output [B,H]) as float64."""
     params = {k: np.asarray(v, np.float64) for k, v in params.items()}
-    act = ACTIVATIONS[hidden_act]
     batch, seq = input_word_ids.shape
     e = "bert/embeddings/"
     x = (params[e + "word_embeddings"][input_word_ids]

@@ -31,9 +31,9 @@ from keras_bert_min.config import BertConfig
 from keras_bert_min.export import (describe_signatures, export_saved_model, saved_model_op_types,
                                    unservable_saved_model_ops)
 from keras_bert_min.models import BertEncoder, BertPretrainer, bert_classifier
+from keras_bert_min.pretrained import from_pretrained
 from keras_bert_min.text.preprocessor import BertPreprocessor
 from keras_bert_min.text.vocab import write_vocab
-from keras_bert_min.pretrained import from_pretrained
 from tests.serving_check import rest_request_to_arrays
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

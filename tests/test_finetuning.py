@@ -17,8 +17,7 @@ from keras import ops
 
 from keras_bert_min.config import BertConfig
 from keras_bert_min.finetuning import LabelMap, TokenAccuracy, answer_positions, decode_span
-from keras_bert_min.models import (ENCODER_INPUTS, BertClassifier, BertSpanPredictor,
-                                   BertTokenClassifier, bert_classifier, bert_encoder,
+from keras_bert_min.models import (BertClassifier, bert_classifier, bert_encoder,
                                    bert_span_predictor, bert_token_classifier)
 from keras_bert_min.text.labelled import classifier_dataset
 from keras_bert_min.text.preprocessor import BertPreprocessor
