@@ -117,3 +117,43 @@ def test_lamb_optimizer_and_unknown_name():
     assert isinstance(create_optimizer(1e-3, 100, 10, optimizer="lamb"), keras.optimizers.Lamb)
     with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'lamb'"):
         create_optimizer(1e-3, 100, 10, optimizer="sgd")
+
+
+def test_adamw_is_adam_with_decoupled_weight_decay():
+    """Three steps of our AdamW (Adam through TF's fused kernel) against the formula written out
+    in NumPy float64: decay kernels by lr * weight_decay, then bias-corrected Adam. One gradient
+    arrives as IndexedSlices, as an embedding's does."""
+    import keras
+    import tensorflow as tf
+    from keras_bert_min.training import AdamW
+
+    rng = np.random.default_rng(0)
+    shapes, lr, decay, eps = [(5, 3), (3,)], 0.01, 0.1, 1e-6
+    start = [rng.normal(size=shape).astype("float32") for shape in shapes]
+    variables = [keras.Variable(w, name=name) for w, name in zip(start, ["kernel", "bias"])]
+    optimizer = AdamW(learning_rate=lr, weight_decay=decay, epsilon=eps)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    weights = [w.astype(np.float64) for w in start]
+    m, v = [np.zeros_like(w) for w in weights], [np.zeros_like(w) for w in weights]
+    for step in (1, 2, 3):
+        rows = rng.normal(size=(2, 3)).astype("float32")
+        dense = np.zeros(shapes[0], "float32")
+        dense[[1, 3]] = rows
+        bias_gradient = rng.normal(size=shapes[1]).astype("float32")
+        optimizer.apply([tf.IndexedSlices(tf.constant(rows), tf.constant([1, 3]),
+                                          tf.constant(shapes[0])), tf.constant(bias_gradient)],
+                        variables)
+        for i, gradient in enumerate([dense, bias_gradient]):
+            if i == 0:
+                weights[i] -= weights[i] * lr * decay
+            m[i] += (gradient - m[i]) * (1 - 0.9)
+            v[i] += (np.square(gradient.astype(np.float64)) - v[i]) * (1 - 0.999)
+            rate = lr * np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step)
+            weights[i] -= m[i] * rate / (np.sqrt(v[i]) + eps)
+    for variable, expected in zip(variables, weights):
+        np.testing.assert_allclose(np.asarray(variable), expected, rtol=1e-5, atol=1e-6)
+    assert int(optimizer.iterations) == 3
+    apply = tf.function(lambda: optimizer.apply([tf.constant(dense), tf.constant(bias_gradient)],
+                                                variables))
+    assert "ResourceApplyAdam" in {op.type for op in apply.get_concrete_function().graph
+                                   .get_operations()}
