@@ -16,7 +16,8 @@ Signatures (inputs -> outputs, all batch and sequence dimensions dynamic):
 
 The text signatures pad each request only to its longest example (`text_padding="longest"`, the
 default; at most the preprocessor's seq_length), so per-token outputs are [B, L, ...] with L
-varying by request: the returned `input_word_ids` and its zero padding say which rows are real.
+varying by request (with TF Serving's `--enable_batching`, L is the longest text of the merged
+batch): the returned `input_word_ids` and its zero padding say which positions are real.
 Short texts then cost what their tokens cost, not seq_length's (benchmarks/bench_serve.py
 measures both; README "Speed"). `text_padding="max_length"` keeps every request at seq_length.
 

@@ -61,7 +61,8 @@ def parse_args(argv=None):
     data.add_argument("--masking", choices=["dynamic", "static"], default="dynamic",
                       help="dynamic: masks drawn afresh for every batch in tf.data; static: "
                            "Google's, drawn once in Python for --dupe_factor copies of the "
-                           "data. Both are a pure function of --seed.")
+                           "data. Both are a pure function of --seed. (--tfrecords files "
+                           "carry their own static masks.)")
     data.add_argument("--dupe_factor", type=int, default=2,
                       help="Passes over the corpus when pairing sentences (each with its own "
                            "masks under --masking static).")

@@ -327,6 +327,15 @@ def test_readme_requests_give_the_keras_answers(exports, name):
     assert_served(exports["served"], f"readme_{name}")
 
 
+@pytest.mark.parametrize("name", ["encoder", "encoder_max_length", "classifier"])
+def test_an_empty_request_gets_empty_answers(exports, name):
+    signatures = tf.saved_model.load(os.path.join(exports["root"], name, "1")).signatures
+    empty = tf.constant([], tf.string)
+    for outputs in (signatures["serve_text"](text=empty),
+                    signatures["serve_text_pair"](text_a=empty, text_b=empty)):
+        assert outputs and all(value.shape[0] == 0 for value in outputs.values()), outputs
+
+
 def test_readme_id_and_text_requests_agree(exports):
     served = exports["served"]
     by_text = served["readme_text_named_rows"][1]

@@ -106,6 +106,8 @@ class _SeededItemSelector(tf_text.RandomItemSelector):
         self.max_pieces = max_pieces
 
     def get_selection_mask(self, input_ids, axis):
+        if axis != 1:
+            raise NotImplementedError(f"Selects along axis 1 (items of a row), got axis={axis}.")
         selectable = self.get_selectable(input_ids, axis)  # [B, (items)]
         num_selectable = tf.reduce_sum(tf.cast(selectable, tf.float32), axis=1)
         num_to_select = tf.minimum(tf.math.ceil(num_selectable * self.selection_rate),

@@ -303,8 +303,14 @@ class BertPreprocessor(tf.Module):
         word_ids = tf.concat([ids for ids, _ in parts], axis=1)
         type_ids = tf.concat([tf.ones_like(ids) * type_id for ids, type_id in parts], axis=1)
 
-        # to_tensor without a length pads each row to the longest one.
-        shape = [None, self._seq_length if padding == "max_length" else None]
+        if padding == "max_length":
+            shape = [None, self._seq_length]
+        else:
+            # The longest row; an empty batch still gets the 1 + len(segments) columns of the
+            # special tokens, since a model reads [CLS] at position 0.
+            longest = tf.maximum(tf.cast(tf.reduce_max(word_ids.row_lengths()), tf.int32),
+                                 1 + len(segments))
+            shape = tf.stack([batch_size, longest])
         return {
             "input_word_ids": word_ids.to_tensor(self.pad_id, shape=shape),
             "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=shape),

@@ -182,6 +182,8 @@ def pretraining_dataset_from_tfrecords(file_patterns, batch_size, seq_length,
         seq_length, max_predictions_per_seq: S and P the files were written with; checked
             against the first example.
         shuffle, repeat, seed: shuffle files and examples / repeat forever / seed of both.
+            The order is a pure function of the seed (the interleave keeps its order, unlike
+            Google's sloppy one), so `skip(n)` gives what an uninterrupted run reads next.
         input_context: an optional `tf.distribute.InputContext`.
         shuffle_buffer_size: examples in the shuffle buffer.
         cycle_length: files read at once.
@@ -211,7 +213,7 @@ def pretraining_dataset_from_tfrecords(file_patterns, batch_size, seq_length,
         dataset = dataset.repeat()
     dataset = dataset.interleave(
         tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)

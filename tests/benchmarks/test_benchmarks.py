@@ -140,6 +140,27 @@ def test_bench_serve_quick(tmp_path, text_file):
     assert "| server | sentences/s (batch 8) |" in markdown
 
 
+def test_bench_optimizer_quick(tmp_path):
+    result, markdown = run_quick("bench_optimizer.py", tmp_path)
+    assert result["benchmark"] == "bench_optimizer" and result["quick"] is True
+    setup = result["setup"]
+    # BERT-tiny's pretrainer, vocab 30522: embeddings 3,972,864 + 2 blocks of 198,272 + pooler
+    # 16,512 + MLM head 47,290 (transform, LayerNorm, output bias) + NSP head 258.
+    assert setup["model"] == "tiny" and setup["weights"] == 4_433_468
+    for name in ("ours", "keras"):
+        runs = result["ms_per_step_runs"][name]
+        assert len(runs) == setup["rounds"]
+        assert_positive_numbers(runs)
+        assert result["ms_per_step"][name] == pytest.approx(float(np.median(runs)))
+    assert result["speedup_keras_over_ours"] == pytest.approx(
+        result["ms_per_step"]["keras"] / result["ms_per_step"]["ours"])
+    # Same formula, same gradients: the two optimizers' weights stay within float32 rounding.
+    assert result["steps_applied"] == 1 + setup["steps"] * setup["rounds"]
+    assert result["max_weight_difference"] < 1e-6
+    assert_environment(result)
+    assert "| optimizer | ms per step |" in markdown
+
+
 def test_bench_data_quick(tmp_path, text_file):
     result, markdown = run_quick("bench_data.py", tmp_path, "--text", text_file)
     assert result["benchmark"] == "bench_data" and result["quick"] is True
@@ -179,6 +200,7 @@ def test_profile_train_quick(tmp_path):
     ("bench_serve.py", ["--vocab", "/no/such/vocab.txt"], "is not a file"),
     ("bench_data.py", ["--train_steps", "1"], "--train_steps must be at least 2"),
     ("profile_train.py", ["--steps", "1"], "--steps must be at least 2"),
+    ("bench_optimizer.py", ["--rounds", "0"], "--rounds must be at least 1, got 0"),
 ])
 def test_bad_arguments_fail_with_a_message(tmp_path, script, args, message):
     completed = subprocess.run(

@@ -188,6 +188,10 @@ def test_padding_longest_is_googles_packing_cut_to_the_longest_example(seq_lengt
     # A batch of short texts: no column is all padding.
     outputs = preprocessor_for(64)(["hello", "hello world !"], padding="longest")
     assert outputs["input_mask"].numpy().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    # An empty batch keeps the special tokens' columns: a model reads [CLS] at position 0.
+    empty = tf.constant([], tf.string)
+    assert preprocessor(empty, padding="longest")["input_word_ids"].shape == (0, 2)
+    assert pair(empty, empty)["input_type_ids"].shape == (0, 3)
 
 
 def test_pack_hand_written_example():

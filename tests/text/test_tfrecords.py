@@ -226,6 +226,20 @@ def test_batches_have_static_shapes_when_repeating_and_shuffling(tmp_path):
     assert rows[:len(written)] != written  # shuffled
 
 
+def test_shuffled_batches_are_a_function_of_the_seed_and_skip_resumes_them(tmp_path):
+    write_instances(instances(), str(tmp_path / "train"), 16, 3, num_shards=4)
+
+    def batches(seed, skip=0):
+        dataset = pretraining_dataset_from_tfrecords(str(tmp_path / "train-*"), 4, 16, 3,
+                                                     seed=seed, shuffle_buffer_size=16)
+        return [batch["input_word_ids"].numpy().tolist() for batch in dataset.skip(skip).take(
+            20 - skip)]
+
+    first = batches(5)
+    assert batches(5) == first and batches(5, skip=7) == first[7:]
+    assert batches(6) != first
+
+
 def test_input_pipelines_read_disjoint_files(tmp_path):
     data = instances()
     write_instances(data, str(tmp_path / "train"), 16, 3, num_shards=4)
