@@ -142,8 +142,8 @@ class AdamW(_ClipSummedGradients, keras.optimizers.AdamW):
 
     The kernel computes Keras' `Adam.update_step` formula (bias-corrected rate, m and v moving
     averages, `m * rate / (sqrt(v) + epsilon)`) in one pass over each variable instead of about
-    ten elementwise ops: the update of BERT-small's 28M weights took 87 ms per step in Keras'
-    ops and 32 ms fused on this CPU. Weight decay stays Keras' (applied before this step).
+    ten elementwise ops (benchmarks/bench_optimizer.py: 2.5x faster than Keras' AdamW on
+    BERT-small's 29M weights on a 2-core CPU). Weight decay stays Keras' (applied before this).
     """
 
     def update_step(self, gradient, variable, learning_rate):
