@@ -21,7 +21,6 @@ too, as examples per second of raw text turned into instances.
 Outputs: `<output_dir>/bench_data.json` and `bench_data.md`.
 """
 
-import argparse
 import os
 import time
 
@@ -104,12 +103,9 @@ def markdown(result):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="Smoke run: one book, a tiny model, few batches (seconds).")
-    parser.add_argument("--output_dir", default=common.DEFAULT_OUTPUT_DIR,
-                        help="Where bench_data.json and bench_data.md go.")
+    parser = common.benchmark_parser(
+        __doc__, quick_help="Smoke run: one book, a tiny model, few batches (seconds).",
+        output_help="Where bench_data.json and bench_data.md go.")
     parser.add_argument("--text", nargs="+", default=None,
                         help="Text files or globs (default: the Gutenberg books, fetched; "
                              "--quick: the first of them).")

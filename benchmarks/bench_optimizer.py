@@ -12,7 +12,6 @@ the same steps: they compute the same formula, so it must stay at float32 roundi
 Outputs: `<output_dir>/bench_optimizer.json` and `bench_optimizer.md`.
 """
 
-import argparse
 import time
 
 import common
@@ -48,12 +47,9 @@ def step_function(variables, optimizer, gradients):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="Smoke run: the tiny model, few steps (seconds).")
-    parser.add_argument("--output_dir", default=common.DEFAULT_OUTPUT_DIR,
-                        help="Where bench_optimizer.json and bench_optimizer.md go.")
+    parser = common.benchmark_parser(
+        __doc__, quick_help="Smoke run: the tiny model, few steps (seconds).",
+        output_help="Where bench_optimizer.json and bench_optimizer.md go.")
     parser.add_argument("--config", default=None,
                         help="A BertConfig preset whose pretrainer's weights are updated "
                              "(default small, --quick tiny).")

