@@ -214,9 +214,7 @@ def main(argv=None):
     }
     result["met_targets"] = {"ratio_pipeline_over_training":
                              result["ratio_pipeline_over_training"] >= TARGET_RATIO}
-    paths_written = common.write_results(args.output_dir, NAME, result, markdown(result))
-    print(markdown(result))
-    print(f"[{NAME}] wrote {' and '.join(paths_written)}")
+    common.publish(args.output_dir, NAME, result, markdown(result))
     return result
 
 

@@ -119,9 +119,7 @@ def main(argv=None):
         f"{difference:.1e} (float32 rounding). Load average (1 min) "
         f"{env['load_average_1_5_15_min'][0]:.1f} at the start, on {env['cpu_count']} cores.",
     ])
-    paths = common.write_results(args.output_dir, NAME, result, markdown)
-    print(markdown)
-    print(f"[{NAME}] wrote {' and '.join(paths)}")
+    common.publish(args.output_dir, NAME, result, markdown)
     return result
 
 

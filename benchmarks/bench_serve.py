@@ -272,9 +272,7 @@ def main(argv=None):
     result["met_targets"] = {"throughput_ratio_ours_over_keras_hub":
                              result["throughput_ratio_ours_over_keras_hub"]
                              >= TARGET_THROUGHPUT_RATIO}
-    paths = common.write_results(args.output_dir, NAME, result, markdown(result))
-    print(markdown(result))
-    print(f"[{NAME}] wrote {' and '.join(paths)}")
+    common.publish(args.output_dir, NAME, result, markdown(result))
     return result
 
 

@@ -362,9 +362,7 @@ def main(argv=None):
                     "utilisation_percent": {p: 100 * t for p, t in TARGET_UTILISATION.items()}},
         "environment": env,
     }
-    paths = common.write_results(args.output_dir, NAME, result, markdown(result))
-    print(markdown(result))
-    print(f"[{NAME}] wrote {' and '.join(paths)}")
+    common.publish(args.output_dir, NAME, result, markdown(result))
     return result
 
 

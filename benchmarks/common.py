@@ -165,3 +165,9 @@ def write_results(output_dir, name, result, markdown):
         paths.append(path)
     return paths
 
+
+def publish(output_dir, name, result, markdown, note=""):
+    """Writes the result files (`write_results`) and prints the table and where they went."""
+    paths = write_results(output_dir, name, result, markdown)
+    print(markdown)
+    print(f"[{name}] wrote {' and '.join(paths)}{note}")

@@ -158,9 +158,7 @@ def main(argv=None):
         "trace_dir": os.path.abspath(logdir),
         "environment": common.environment(),
     }
-    paths = common.write_results(args.output_dir, NAME, result, markdown(result))
-    print(markdown(result))
-    print(f"[{NAME}] wrote {' and '.join(paths)}; trace in {logdir}")
+    common.publish(args.output_dir, NAME, result, markdown(result), note=f"; trace in {logdir}")
     return result
 
 
