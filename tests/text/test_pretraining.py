@@ -185,6 +185,23 @@ def replacement_shares(originals, masked, positions_per_row):
     return {kind: counts[kind] / total for kind in ("mask", "same", "random")}
 
 
+def assert_berts_masking(rows, masked, positions_per_row, labels_per_row):
+    """BERT's masking rules, static or dynamic: per row, ascending distinct positions off [CLS]
+    and [SEP], labels = the original tokens there, every other token unchanged; overall, 15% of
+    the tokens selected and 80/10/10 [MASK]/unchanged/random among them."""
+    for tokens, output, positions, labels in zip(rows, masked, positions_per_row, labels_per_row):
+        assert positions == sorted(set(positions))
+        assert all(0 <= p < len(tokens) and tokens[p] not in (CLS, SEP) for p in positions)
+        assert labels == [tokens[p] for p in positions]
+        assert all(output[i] == tokens[i] for i in range(len(tokens)) if i not in positions)
+    total_tokens = sum(map(len, rows))
+    assert abs(sum(map(len, positions_per_row)) / total_tokens - 0.15) <= 0.01
+    shares = replacement_shares(rows, masked, positions_per_row)
+    assert abs(shares["mask"] - 0.8) <= 0.02
+    assert abs(shares["same"] - 0.1) <= 0.02
+    assert abs(shares["random"] - 0.1) <= 0.02
+
+
 # --- exactness against Google's rules -----------------------------------------------------------
 
 @pytest.mark.parametrize("seed, do_whole_word_mask, max_seq_length",
@@ -285,22 +302,11 @@ def test_next_sentence_labels_are_balanced():
 def test_static_masking_statistics_and_invariants():
     rng = random.Random(0)
     rows = packed_sequences(3000, seed=1)
-    outputs, selected, total_tokens = [], [], 0
-    for tokens in rows:
-        output, positions, labels = create_masked_lm_predictions(tokens, 0.15, 20, VOCAB, rng)
-        assert len(positions) == min(20, max(1, round(len(tokens) * 0.15)))
-        assert positions == sorted(set(positions))
-        assert all(0 <= p < len(tokens) and tokens[p] not in (CLS, SEP) for p in positions)
-        assert labels == [tokens[p] for p in positions]
-        assert all(output[i] == tokens[i] for i in range(len(tokens)) if i not in positions)
-        outputs.append(output)
-        selected.append(positions)
-        total_tokens += len(tokens)
-    assert abs(sum(map(len, selected)) / total_tokens - 0.15) <= 0.01
-    shares = replacement_shares(rows, outputs, selected)
-    assert abs(shares["mask"] - 0.8) <= 0.02
-    assert abs(shares["same"] - 0.1) <= 0.02
-    assert abs(shares["random"] - 0.1) <= 0.02
+    masked, positions, labels = zip(*(create_masked_lm_predictions(tokens, 0.15, 20, VOCAB, rng)
+                                      for tokens in rows))
+    for tokens, chosen in zip(rows, positions):
+        assert len(chosen) == min(20, max(1, round(len(tokens) * 0.15)))
+    assert_berts_masking(rows, masked, positions, labels)
 
 
 def test_static_masking_caps_at_max_predictions_per_seq():
