@@ -119,14 +119,10 @@ def finetuning_optimizer(total_steps=None, learning_rate=DEFAULT_LEARNING_RATE,
     >>> optimizer = finetuning_optimizer(total_steps=3 * 265)
     """
     # Imported here: training imports models, which import this module.
-    from keras_bert_min.training import NO_WEIGHT_DECAY_NAMES, create_optimizer
+    from keras_bert_min.training import create_optimizer
 
-    if total_steps is not None:
-        return create_optimizer(learning_rate, total_steps, round(warmup_fraction * total_steps))
-    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=0.01,
-                                       epsilon=1e-6, global_clipnorm=1.0)
-    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY_NAMES))
-    return optimizer
+    warmup_steps = 0 if total_steps is None else round(warmup_fraction * total_steps)
+    return create_optimizer(learning_rate, total_steps, warmup_steps)
 
 
 # --- span decoding -------------------------------------------------------------------------------

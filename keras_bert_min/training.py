@@ -176,7 +176,8 @@ def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw"
 
     Args:
         learning_rate: the peak learning rate (BERT: 1e-4 pretraining, 2e-5..5e-5 fine-tuning).
-        total_steps: steps of the whole run; the rate reaches 0 there.
+        total_steps: steps of the whole run; the rate reaches 0 there. None keeps the rate
+            constant (when the run length is not known; warmup_steps must then be 0).
         warmup_steps: steps of linear warmup.
         optimizer: "adamw" or "lamb".
         weight_decay, epsilon, clip_norm: Google's 0.01, 1e-6 and 1.0 by default (None: no clip).
@@ -184,8 +185,12 @@ def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw"
     classes = {"adamw": AdamW, "lamb": Lamb}
     if optimizer not in classes:
         raise ValueError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}.")
+    if total_steps is None and warmup_steps:
+        raise ValueError(f"warmup_steps={warmup_steps} needs total_steps; a constant rate "
+                         "(total_steps=None) has no warmup.")
     result = classes[optimizer](
-        learning_rate=WarmupLinearDecay(learning_rate, warmup_steps, total_steps),
+        learning_rate=(learning_rate if total_steps is None
+                       else WarmupLinearDecay(learning_rate, warmup_steps, total_steps)),
         weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=epsilon,
         global_clipnorm=clip_norm)
     result.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY_NAMES))
@@ -243,12 +248,13 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
 def write_google_config(config, directory):
     """The config beside a Google-layout checkpoint: Google's `bert_config.json` when the format
-    can express the activation, else our lossless `config.json` (Google's "gelu" is the tanh
-    form, so an exact-GELU model cannot be written as a bert_config.json)."""
-    if config.hidden_act == "gelu":
-        config.to_json_file(os.path.join(directory, "config.json"))
-    else:
+    can express the activation (`BertConfig.fits_google_format`), else our lossless
+    `config.json` (Google's "gelu" is the tanh form, so e.g. an exact-GELU model cannot be
+    written as a bert_config.json)."""
+    if config.fits_google_format:
         config.to_json_file(os.path.join(directory, "bert_config.json"), format="google")
+    else:
+        config.to_json_file(os.path.join(directory, "config.json"))
 
 
 class EncoderCheckpoint(keras.callbacks.Callback):

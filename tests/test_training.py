@@ -110,6 +110,23 @@ def test_weight_decay_skips_layer_norm_and_bias():
     assert any("layer_norm/gamma" in p for p in kept) and any("output_bias" in p for p in kept)
 
 
+def test_constant_rate_optimizer_and_finetuning_optimizer_are_ours():
+    """Without total_steps the rate stays constant, and fine-tuning gets the same optimizer class
+    (clipping the all-reduced gradient) as pretraining, scheduled or not."""
+    from keras_bert_min.finetuning import finetuning_optimizer
+    from keras_bert_min.training import AdamW, create_optimizer
+
+    constant = create_optimizer(3e-5, total_steps=None, warmup_steps=0)
+    assert isinstance(constant, AdamW) and float(constant.learning_rate) == pytest.approx(3e-5)
+    with pytest.raises(ValueError, match="warmup_steps=10 needs total_steps"):
+        create_optimizer(3e-5, total_steps=None, warmup_steps=10)
+    for optimizer in (finetuning_optimizer(), finetuning_optimizer(total_steps=100)):
+        assert isinstance(optimizer, AdamW) and optimizer.global_clipnorm == 1.0
+        assert optimizer.weight_decay == 0.01 and optimizer.epsilon == 1e-6
+    assert float(finetuning_optimizer().learning_rate) == pytest.approx(3e-5)
+    assert float(finetuning_optimizer(total_steps=100).learning_rate) == 0.0  # warming up
+
+
 def test_lamb_optimizer_and_unknown_name():
     from keras_bert_min.training import create_optimizer
     import keras
