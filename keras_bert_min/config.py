@@ -131,19 +131,24 @@ class BertConfig:
             kwargs["hidden_act"] = table[act]
         return cls(**kwargs)
 
+    @property
+    def fits_google_format(self):
+        """Whether Google's `bert_config.json` can express this config (its activations are
+        gelu_tanh, which it calls "gelu", relu, tanh and linear)."""
+        return self.hidden_act in _GOOGLE_ACTIVATIONS.values()
+
     def to_google_dict(self):
         """The fields as Google's `bert_config.json` spells them.
 
         Google's code only knows the tanh GELU (which it calls "gelu"); an exact-GELU model
         cannot be expressed in that format, so it is refused rather than silently changed.
         """
-        inverse = {v: k for k, v in _GOOGLE_ACTIVATIONS.items()}
-        if self.hidden_act not in inverse:
+        if not self.fits_google_format:
             raise ValueError(
                 f"hidden_act {self.hidden_act!r} cannot be written as a Google bert_config.json "
                 "(Google's 'gelu' is the tanh approximation); use to_json_file(path) instead.")
         values = self.to_dict()
-        values["hidden_act"] = inverse[self.hidden_act]
+        values["hidden_act"] = {v: k for k, v in _GOOGLE_ACTIVATIONS.items()}[self.hidden_act]
         return values
 
     def to_json_file(self, path, format="ours"):

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -79,6 +80,22 @@ def test_google_format_round_trip_and_refusal_of_exact_gelu(tmp_path):
     assert BertConfig.from_json_file(path) == config
     with pytest.raises(ValueError, match="cannot be written as a Google"):
         config.replace(hidden_act="gelu").to_json_file(path, format="google")
+    # Google's activations, in our names: gelu_tanh (its "gelu"), relu, tanh, linear.
+    assert [config.replace(hidden_act=act).fits_google_format
+            for act in ("gelu_tanh", "relu", "tanh", "linear", "gelu", "silu")] == [
+        True, True, True, True, False, False]
+
+
+@pytest.mark.parametrize("hidden_act, written", [("gelu_tanh", "bert_config.json"),
+                                                 ("gelu", "config.json"),
+                                                 ("silu", "config.json")])
+def test_checkpoint_config_is_googles_when_it_can_be(tmp_path, hidden_act, written):
+    from keras_bert_min.training import write_google_config
+
+    config = BertConfig.from_preset("mini", hidden_act=hidden_act)
+    write_google_config(config, str(tmp_path))
+    assert os.listdir(tmp_path) == [written]
+    assert BertConfig.from_json_file(str(tmp_path / written)) == config
 
 
 @pytest.mark.parametrize("changes, message", [
