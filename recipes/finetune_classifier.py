@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from keras_bert_min import distribute, finetuning  # noqa: E402
 from keras_bert_min.models import BertClassifier, BertEncoder, BertPretrainer  # noqa: E402
@@ -319,7 +320,7 @@ def main(argv=None):
     partial = fresh_partial_dir(args.output_dir)
     write_reload_files(partial, vocab_file, preprocessor, labels)
     # TPUs and XLA compile once per shape: give them the full seq_length every time.
-    static_shapes = args.jit_compile or args.strategy == "tpu"
+    static_shapes = args.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
     data = datasets(splits, preprocessor, args.batch_size, args.seed, static_shapes)
 
     counts = ", ".join(f"{len(split['texts'])} {name}" for name, split in splits.items())
