@@ -126,6 +126,10 @@ def check_args(args):
             raise SystemExit(f"error: --{name} must be positive, got {getattr(args, name)}.")
     if not 0 < args.heldout_fraction < 0.5:
         raise SystemExit(f"error: --heldout_fraction must be in (0, 0.5), got {args.heldout_fraction}.")
+    if args.init_checkpoint:
+        path = init_checkpoint_path(args.init_checkpoint)
+        if not os.path.exists(path) and not os.path.exists(path + ".index"):
+            raise SystemExit(f"error: --init_checkpoint {path} does not exist.")
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -216,13 +220,16 @@ def build_config(args, vocab_size):
     return config
 
 
+def init_checkpoint_path(path):
+    """--init_checkpoint as a file: a run directory stands for its model.keras; anything else
+    is a .keras file or a Google TF1 checkpoint prefix."""
+    return os.path.join(path, "model.keras") if os.path.isdir(path) else path
+
+
 def load_init_checkpoint(pretrainer, path):
     """Phase-2 start: weights of an earlier run; the configs must match exactly."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
+    path = init_checkpoint_path(path)
     if path.endswith(".keras"):
-        if not os.path.exists(path):
-            raise SystemExit(f"error: --init_checkpoint {path} does not exist.")
         source = keras.saving.load_model(path)
         source_encoder = getattr(source, "encoder", source)
         if source_encoder.bert_config != pretrainer.bert_config:
@@ -328,9 +335,6 @@ def main(argv=None):
     per_replica_batch = distribute.per_replica_batch_size(args.batch_size, strategy)
     chief = distribute.is_chief(strategy)
     os.makedirs(args.output_dir, exist_ok=True)
-    if args.init_checkpoint and not os.path.exists(args.init_checkpoint) \
-            and not os.path.exists(args.init_checkpoint + ".index"):
-        raise SystemExit(f"error: --init_checkpoint {args.init_checkpoint} does not exist.")
 
     # Data: documents -> vocab -> sentence pairs (masked in tf.data, fresh each epoch).
     heldout_documents = None

@@ -167,6 +167,16 @@ def test_bad_input_fails_before_training(small_corpus, tmp_path, extra, message)
     assert not (tmp_path / "bad" / "model.keras").exists()
 
 
+def test_init_checkpoint_is_checked_with_the_arguments(tmp_path):
+    import recipes.pretrain as recipe
+
+    # A run directory stands for its model.keras.
+    with pytest.raises(SystemExit, match=f"--init_checkpoint {tmp_path}/model.keras does not"):
+        recipe.parse_args(["--init_checkpoint", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--init_checkpoint /nonexistent/bert_model.ckpt does"):
+        recipe.parse_args(["--init_checkpoint", "/nonexistent/bert_model.ckpt"])
+
+
 def test_corpus_too_small_for_one_batch(small_corpus, tmp_path):
     import recipes.pretrain as recipe
 
