@@ -25,7 +25,7 @@ from keras_bert_min import export as export_lib  # noqa: E402
 from keras_bert_min.finetuning import LabelMap  # noqa: E402
 from keras_bert_min.models import ENCODER_INPUTS  # noqa: E402
 from keras_bert_min.pretrained import from_pretrained  # noqa: E402
-from keras_bert_min.text.preprocessor import BertPreprocessor  # noqa: E402
+from keras_bert_min.text.preprocessor import PADDING_MODES, BertPreprocessor  # noqa: E402
 
 DEFAULT_SEQ_LENGTH = 128
 EXAMPLE_TEXT = "Hello world!"
@@ -64,7 +64,7 @@ def build_parser():
                         help="Tokens per example in the text signatures, [CLS] and [SEP] "
                              f"included. Default: preprocessor.json's, else {DEFAULT_SEQ_LENGTH}. "
                              "(serving_default takes any length.)")
-    output.add_argument("--text_padding", choices=["longest", "max_length"], default="longest",
+    output.add_argument("--text_padding", choices=PADDING_MODES, default="longest",
                         help="How the text signatures pad a request: to its longest example "
                              "(faster on short texts; per-token outputs are then [B, L, ...] "
                              "with L <= --seq_length) or always to --seq_length.")
