@@ -6,7 +6,7 @@ Two stages make pretraining examples from raw text here:
                (`BertPreprocessor.tokenize`) and pair sentences for NSP
                (`pretraining.create_training_instances(..., static_masking=False)`)
     pipeline   every epoch, while training runs: the tf.data pipeline of
-               `pretraining.pretraining_dataset_from_instances` (shuffle, batch, dynamic
+               `masking.pretraining_dataset_from_instances` (shuffle, batch, dynamic
                masking with tensorflow-text, padding)
 
 The pipeline is what must keep up with training, so it is timed against our training step
@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 import bench_train  # noqa: E402
 from keras_bert_min import distribute  # noqa: E402
 from keras_bert_min.config import BertConfig  # noqa: E402
-from keras_bert_min.text import (BertPreprocessor, PretrainingVocab,  # noqa: E402
+from keras_bert_min.text import (BertPreprocessor, SpecialTokenIds,  # noqa: E402
                                  create_training_instances, pretraining_dataset_from_instances,
                                  read_documents, tokenize_documents)
 
@@ -49,7 +49,7 @@ def prepare_instances(paths, vocab_file, seq_length, max_predictions):
     preprocessor = BertPreprocessor(vocab_file, seq_length)
     documents = read_documents(paths)
     tokenized = tokenize_documents(documents, preprocessor)
-    vocab = PretrainingVocab.from_preprocessor(preprocessor)
+    vocab = SpecialTokenIds.from_preprocessor(preprocessor)
     instances = create_training_instances(tokenized, vocab, max_seq_length=seq_length,
                                           max_predictions_per_seq=max_predictions, dupe_factor=1,
                                           static_masking=False)
@@ -152,7 +152,7 @@ def main(argv=None):
         raise SystemExit(f"error: --vocab {vocab_file!r} is not a file; pass a BERT vocab.txt.")
     paths = args.text
     if paths is None:
-        from keras_bert_min.datasets import fetch_gutenberg
+        from keras_bert_min.corpora import fetch_gutenberg
 
         paths = fetch_gutenberg()[:1] if args.quick else fetch_gutenberg()
     env = common.environment()

@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_bert_min import models, training  # noqa: E402
+from keras_bert_min import models, optimization  # noqa: E402
 from keras_bert_min.config import BertConfig  # noqa: E402
 
 NAME = "bench_optimizer"
@@ -29,12 +29,12 @@ CONTENDERS = ("ours", "keras")
 
 def build(optimizer_class, config):
     """A pretrainer's trainable variables (fixed seed, so both sides start equal) and an
-    optimizer of `optimizer_class` set up as `training.create_optimizer` does."""
+    optimizer of `optimizer_class` set up as `optimization.create_optimizer` does."""
     keras.utils.set_random_seed(0)
     variables = models.bert_pretrainer(config).trainable_variables
     optimizer = optimizer_class(learning_rate=1e-4, weight_decay=0.01, beta_1=0.9, beta_2=0.999,
                                 epsilon=1e-6)
-    optimizer.exclude_from_weight_decay(var_names=list(training.NO_WEIGHT_DECAY_NAMES))
+    optimizer.exclude_from_weight_decay(var_names=list(optimization.NO_WEIGHT_DECAY_NAMES))
     optimizer.build(variables)
     return variables, optimizer
 
@@ -72,7 +72,7 @@ def main(argv=None):
     except ValueError as e:
         raise SystemExit(f"error: --config: {e}") from None
     env = common.environment()
-    sides = {"ours": build(training.AdamW, config), "keras": build(keras.optimizers.AdamW, config)}
+    sides = {"ours": build(optimization.AdamW, config), "keras": build(keras.optimizers.AdamW, config)}
     rng = np.random.default_rng(0)
     gradients = [tf.constant(rng.normal(scale=1e-3, size=v.shape).astype("float32"))
                  for v in sides["ours"][0]]
@@ -111,7 +111,7 @@ def main(argv=None):
         "",
         common.markdown_table(
             ["optimizer", "ms per step"],
-            [["ours: `training.AdamW` (fused `ResourceApplyAdam`)", f"{ms['ours']:.1f}"],
+            [["ours: `optimization.AdamW` (fused `ResourceApplyAdam`)", f"{ms['ours']:.1f}"],
              ["Keras: `keras.optimizers.AdamW`", f"{ms['keras']:.1f}"],
              ["**Keras / ours**", f"**{result['speedup_keras_over_ours']:.2f}x**"]]),
         "",

@@ -53,7 +53,7 @@ def default_vocab_file():
 def load_sentences(paths, count, seed=0):
     """`count` sentences drawn at random (fixed seed) from text files, repeated if too few."""
     if paths is None:
-        from keras_bert_min.datasets import fetch_gutenberg
+        from keras_bert_min.corpora import fetch_gutenberg
 
         paths = fetch_gutenberg()
     sentences = [s for document in read_documents(paths) for s in document]
@@ -258,7 +258,7 @@ def main(argv=None):
                   "seq_length": args.seq_length, "batch_size": args.batch_size,
                   "batches": args.batches, "latency_calls": args.latency_calls,
                   "rounds": args.rounds, "precision": "float32",
-                  "text": args.text or "Gutenberg (datasets.fetch_gutenberg)",
+                  "text": args.text or "Gutenberg (corpora.fetch_gutenberg)",
                   "vocab": os.path.abspath(vocab_file)},
         "measurements": measurements,
         "throughput_ratio_ours_over_keras_hub": common.ratio(sps["ours"], sps["keras_hub"]),

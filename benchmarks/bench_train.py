@@ -2,7 +2,7 @@
 
 Both models have the same architecture (default BERT-small: 4 layers, hidden 512, 8 heads,
 intermediate 2048, vocab 30522, exact GELU as keras-hub uses), the same AdamW optimizer
-(`training.create_optimizer`) and the same in-memory random batches (sequence 128, batch 32,
+(`optimization.create_optimizer`) and the same in-memory random batches (sequence 128, batch 32,
 20 masked positions), so the input pipeline is not measured. Ours trains MLM + NSP, keras-hub's
 MLM only. Every precision (float32, mixed_bfloat16) and XLA setting (each model's default, forced
 on, forced off) is measured as: warm-up, then A, B, A, B, ... runs of `--steps` steps inside
@@ -29,7 +29,7 @@ import keras  # noqa: E402  (after common, which quiets TensorFlow)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_bert_min import distribute, models, training  # noqa: E402
+from keras_bert_min import distribute, models, optimization, training  # noqa: E402
 from keras_bert_min.config import BertConfig  # noqa: E402
 
 NAME = "bench_train"
@@ -93,7 +93,7 @@ def repeated_dataset(element):
 
 
 def optimizer():
-    return training.create_optimizer(1e-4, total_steps=100_000, warmup_steps=1000)
+    return optimization.create_optimizer(1e-4, total_steps=100_000, warmup_steps=1000)
 
 
 def build_ours(config, batch, jit_compile, steps_per_execution=1):

@@ -11,6 +11,15 @@ import dataclasses
 import json
 import os
 
+from keras_bert_min._checks import atomic_file, check_int
+
+# The tensor names every model, dataset and export uses (TF Hub's BERT names; see docs/design.md).
+ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+ENCODER_OUTPUTS = ("sequence_output", "pooled_output")
+PRETRAINING_INPUTS = (*ENCODER_INPUTS, "masked_lm_positions")
+PRETRAINING_OUTPUTS = ("mlm_logits", "nsp_logits")
+PRETRAINING_LABELS = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
+
 # Activations the encoder understands, by our names.
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "tanh", "silu", "linear")
 
@@ -26,6 +35,9 @@ _HF_ACTIVATIONS = {
     "swish": "silu",
     "linear": "linear",
 }
+# How we write each activation for Hugging Face (its "gelu" is the exact form).
+_HF_ACTIVATION_NAMES = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "tanh": "tanh",
+                        "silu": "silu", "linear": "linear"}
 # Keys only Hugging Face writes; any one of them marks a file as Hugging Face's.
 _HF_MARKER_KEYS = ("model_type", "architectures", "transformers_version")
 
@@ -71,9 +83,7 @@ class BertConfig:
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"BertConfig.{name} must be a positive integer, got {value!r}.")
+            check_int(f"BertConfig.{name}", getattr(self, name))
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"BertConfig.hidden_size ({self.hidden_size}) must be divisible by "
@@ -151,6 +161,15 @@ class BertConfig:
         values["hidden_act"] = {v: k for k, v in _GOOGLE_ACTIVATIONS.items()}[self.hidden_act]
         return values
 
+    def to_hf_dict(self, architecture="BertModel"):
+        """The fields as Hugging Face's `config.json` for transformers' `architecture` class
+        spells them (exact GELU "gelu", the tanh form "gelu_new")."""
+        values = self.to_dict()
+        values["hidden_act"] = _HF_ACTIVATION_NAMES[self.hidden_act]
+        return {"architectures": [architecture], "model_type": "bert", **values,
+                "pad_token_id": 0, "position_embedding_type": "absolute",
+                "torch_dtype": "float32"}
+
     def to_json_file(self, path, format="ours"):
         """Writes the config as JSON: `format="ours"` (lossless) or `"google"` (bert_config.json)."""
         if format not in ("ours", "google"):
@@ -158,11 +177,9 @@ class BertConfig:
         values = self.to_dict() if format == "ours" else self.to_google_dict()
         if format == "ours":
             values = {"keras_bert_min_config": True, **values}
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_file(path) as f:
             json.dump(values, f, indent=2, sort_keys=False)
             f.write("\n")
-        os.replace(tmp, path)
 
     @classmethod
     def from_json_file(cls, path, source="auto"):
@@ -199,6 +216,28 @@ class BertConfig:
             raise ValueError(f"Invalid BERT config in {path!r}: {e}") from None
 
     # --- presets ---------------------------------------------------------------------------
+
+    @classmethod
+    def for_vocab(cls, preset_or_file, vocab_size):
+        """The config of a model for a vocab of `vocab_size` tokens: a preset's shape with that
+        vocab size, or a config JSON file (ours, Google's or Hugging Face's), whose vocab_size
+        must be that size.
+
+        Example:
+        >>> BertConfig.for_vocab("tiny", 8000).hidden_size
+        128
+        """
+        preset_or_file = os.fspath(preset_or_file)
+        if os.path.isfile(preset_or_file):
+            config = cls.from_json_file(preset_or_file)
+            if config.vocab_size != vocab_size:
+                raise ValueError(f"{preset_or_file} has vocab_size {config.vocab_size} but the "
+                                 f"vocab has {vocab_size} tokens; use the matching vocab.")
+            return config
+        try:
+            return cls.from_preset(preset_or_file, vocab_size=vocab_size)
+        except ValueError as e:
+            raise ValueError(f"{e} Or pass a config JSON file.") from None
 
     @classmethod
     def from_preset(cls, name, **overrides):

@@ -41,21 +41,20 @@ the Keras objects, exports each variable once, under the name the signatures use
 weight two or three times: 75 variables for the 26 of a one-layer encoder.)
 
 The version appears in one atomic rename of a finished directory. TF Serving loads only
-all-digit directory names, so the work directory (".export-tmp-...") is never loaded, even if a
-crash leaves it behind; a failed export removes it.
+all-digit directory names, so the work directory ("<version>.partial") is never loaded, even if
+a crash leaves it behind; a failed export removes it, and the next export of that version
+removes what a killed one left.
 """
 
-import json
 import os
 import re
-import shutil
-import tempfile
 
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from keras_bert_min.models import ENCODER_INPUTS
+from keras_bert_min._checks import atomic_directory, check_int, write_json
+from keras_bert_min.config import ENCODER_INPUTS
 from keras_bert_min.text.preprocessor import PADDING_MODES, graph_op_types, unservable_ops
 from keras_bert_min.text.vocab import write_vocab
 
@@ -68,7 +67,6 @@ VOCAB_FILE = os.path.join("assets.extra", "vocab.txt")
 # TF Serving's file-system source takes a child of the base path as a version iff it parses as
 # an integer; everything else (our work directories included) is ignored.
 _VERSION_DIR = re.compile(r"[0-9]+")
-_WORK_DIR_PREFIX = ".export-tmp-"
 
 
 def export_saved_model(model, export_base, preprocessor=None, version=None, label_names=None,
@@ -77,7 +75,7 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
 
     Args:
         model: a functional Keras model with dict inputs and dict outputs, such as
-            `BertEncoder`, `BertPretrainer` or a fine-tuning model from `models.py`.
+            `BertEncoder`, `BertPretrainer` or a fine-tuning model from `tasks.py`.
         export_base: the model's base directory (TF Serving's `--model_base_path`); created
             if missing.
         preprocessor: a `keras_bert_min.text.BertPreprocessor` to add the raw-text signatures
@@ -85,7 +83,8 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
         version: the integer version to write; None takes one more than the highest existing
             version (1 for an empty base). An existing version is never overwritten.
         label_names: for a classifier, the name of each class in id order (e.g. the names of
-            `finetuning.LabelMap`), served as the `label_name` output.
+            `text.labelled.LabelMap`), served as the `label_name` output. Default: the
+            classifier's own `label_names`, if it has them.
         text_padding: how the text signatures pad: "longest" (each request to its longest
             example) or "max_length" (to the preprocessor's seq_length); see the module
             docstring.
@@ -111,8 +110,9 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
     version = _checked_version(export_base, version)
     final_dir = os.path.join(export_base, str(version))
 
-    work_dir = tempfile.mkdtemp(prefix=_WORK_DIR_PREFIX, dir=export_base)
-    try:
+    # Built as "<version>.partial", which TF Serving does not take for a version (not all
+    # digits), and renamed when complete; a re-run removes what a killed export left.
+    with atomic_directory(final_dir) as work_dir:
         signatures = _signature_functions(model, preprocessor, input_specs, label_names,
                                           text_padding)
         _write_saved_model(model, preprocessor, signatures, work_dir)
@@ -122,11 +122,6 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
                              "Use core TensorFlow ops or the TF Text ops in "
                              "text.preprocessor.SERVING_SAFE_TF_TEXT_OPS.")
         _write_assets_extra(model, preprocessor, signatures, label_names, text_padding, work_dir)
-        # os.rename refuses a non-empty target, so a version written meanwhile is kept.
-        os.rename(work_dir, final_dir)
-    except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
     return final_dir
 
 
@@ -173,6 +168,8 @@ def _check_preprocessor(model, preprocessor):
 
 
 def _checked_label_names(model, label_names):
+    if label_names is None:  # a classifier's own names, when it has them
+        label_names = getattr(model, "label_names", None) if is_classifier(model) else None
     if label_names is None:
         return None
     names = [str(name) for name in label_names]
@@ -228,9 +225,7 @@ def _checked_version(export_base, version):
     versions = existing_versions(export_base)
     if version is None:
         return versions[-1] + 1 if versions else 1
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ValueError(f"version must be a non-negative int (TF Serving's version numbers), "
-                         f"got {version!r}.")
+    check_int("version", version, minimum=0, hint=" (TF Serving's version numbers)")
     if os.path.exists(os.path.join(export_base, str(version))):
         raise ValueError(f"Version {version} already exists in {export_base!r}; exports never "
                          f"overwrite. Pass version=None for the next free number "
@@ -327,8 +322,7 @@ def _write_assets_extra(model, preprocessor, signatures, label_names, text_paddi
         "text_padding": text_padding if preprocessor is not None else None,
         "label_names": label_names,
     }
-    with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
-        json.dump(metadata, f, indent=2)
+    write_json(os.path.join(directory, METADATA_FILE), metadata)
     if getattr(preprocessor, "vocab", None) is not None:
         write_vocab(preprocessor.vocab, os.path.join(directory, VOCAB_FILE))
 

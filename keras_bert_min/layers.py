@@ -1,9 +1,10 @@
-"""The four layers of BERT, in the order data flows through them.
+"""The four layers of BERT, in the order data flows through them, and one helper layer.
 
     BertEmbedding            word + segment + position embeddings, summed, LayerNorm, dropout
     TransformerEncoderBlock  post-LN block: self-attention -> add & norm -> feed-forward -> add & norm
     MaskedLMHead             gather masked positions -> dense -> act -> norm -> tied word-embedding logits
     NextSentenceHead         pooled [CLS] vector -> 2-way logits
+    PaddingMask              attaches `input_mask` as the Keras mask of per-token outputs
 
 Each follows Google's `modeling.py` to the letter (post-LN, -10000 attention bias, truncated-normal
 init) and holds weights that map one to one onto Google's and Hugging Face's variable names (see
@@ -37,7 +38,8 @@ def activation_fn(name):
     return functions[name]
 
 
-def _initializer(initializer_range):
+def bert_initializer(initializer_range):
+    """Google's `create_initializer`: truncated normal with stddev `initializer_range`."""
     return keras.initializers.TruncatedNormal(stddev=initializer_range)
 
 
@@ -52,16 +54,17 @@ class BertEmbedding(keras.layers.Layer):
         vocab_size, type_vocab_size, max_position_embeddings, hidden_size: table sizes.
         initializer_range: stddev of the truncated-normal initializer.
         layer_norm_eps: LayerNorm epsilon.
-        dropout_rate: dropout on the normalised sum.
+        hidden_dropout_prob: dropout on the normalised sum (`BertConfig`'s name).
 
     Example:
-    >>> layer = BertEmbedding(100, 2, 16, 8)
+    >>> layer = BertEmbedding(vocab_size=100, type_vocab_size=2, max_position_embeddings=16,
+    ...                       hidden_size=8)
     >>> layer(ops.ones((2, 5), "int32"), ops.zeros((2, 5), "int32")).shape
     (2, 5, 8)
     """
 
     def __init__(self, vocab_size, type_vocab_size, max_position_embeddings, hidden_size,
-                 initializer_range=0.02, layer_norm_eps=1e-12, dropout_rate=0.0, **kwargs):
+                 initializer_range=0.02, layer_norm_eps=1e-12, hidden_dropout_prob=0.0, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.type_vocab_size = type_vocab_size
@@ -69,24 +72,28 @@ class BertEmbedding(keras.layers.Layer):
         self.hidden_size = hidden_size
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
-        self.dropout_rate = dropout_rate
+        self.hidden_dropout_prob = hidden_dropout_prob
         # The tables stay float32 and are gathered from directly; autocasting them would
         # cast the whole vocabulary table to the compute dtype on every step.
         self.autocast = False
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=self.dtype_policy, name="layer_norm")
-        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
+        self.dropout = keras.layers.Dropout(hidden_dropout_prob, dtype=self.dtype_policy,
+                                          name="dropout")
 
     def build(self, input_word_ids_shape, input_type_ids_shape=None):
-        init = _initializer(self.initializer_range)
+        init = bert_initializer(self.initializer_range)
+        # autocast=False on each table: `self.autocast = False` alone is ignored when the
+        # embedding is the outermost layer of a call (Keras opens an autocast scope then).
         self.word_embeddings = self.add_weight(
-            shape=(self.vocab_size, self.hidden_size), initializer=init, name="word_embeddings")
+            shape=(self.vocab_size, self.hidden_size), initializer=init, name="word_embeddings",
+            autocast=False)
         self.token_type_embeddings = self.add_weight(
             shape=(self.type_vocab_size, self.hidden_size), initializer=init,
-            name="token_type_embeddings")
+            name="token_type_embeddings", autocast=False)
         self.position_embeddings = self.add_weight(
             shape=(self.max_position_embeddings, self.hidden_size), initializer=init,
-            name="position_embeddings")
+            name="position_embeddings", autocast=False)
         self.layer_norm.build((*input_word_ids_shape, self.hidden_size))
 
     def call(self, input_word_ids, input_type_ids, training=None):
@@ -139,7 +146,7 @@ class BertEmbedding(keras.layers.Layer):
             "hidden_size": self.hidden_size,
             "initializer_range": self.initializer_range,
             "layer_norm_eps": self.layer_norm_eps,
-            "dropout_rate": self.dropout_rate,
+            "hidden_dropout_prob": self.hidden_dropout_prob,
         }
 
 
@@ -189,7 +196,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.activation = activation_fn(hidden_act)
 
         def dense(units, name):
-            return keras.layers.Dense(units, kernel_initializer=_initializer(initializer_range),
+            return keras.layers.Dense(units, kernel_initializer=bert_initializer(initializer_range),
                                       dtype=self.dtype_policy, name=name)
 
         def layer_norm(name):
@@ -285,7 +292,8 @@ class MaskedLMHead(keras.layers.Layer):
         [B, P, vocab_size] float32 logits.
 
     Example:
-    >>> embedding = BertEmbedding(100, 2, 16, 8)
+    >>> embedding = BertEmbedding(vocab_size=100, type_vocab_size=2, max_position_embeddings=16,
+    ...                           hidden_size=8)
     >>> _ = embedding(ops.ones((2, 5), "int32"), ops.zeros((2, 5), "int32"))
     >>> MaskedLMHead(embedding)(ops.ones((2, 5, 8)), ops.ones((2, 3), "int32")).shape
     (2, 3, 100)
@@ -302,7 +310,7 @@ class MaskedLMHead(keras.layers.Layer):
         self.layer_norm_eps = layer_norm_eps
         self.activation = activation_fn(hidden_act)
         self.transform = keras.layers.Dense(
-            embedding.hidden_size, kernel_initializer=_initializer(initializer_range),
+            embedding.hidden_size, kernel_initializer=bert_initializer(initializer_range),
             dtype=self.dtype_policy, name="transform")
         self.transform_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=self.dtype_policy, name="transform_layer_norm")
@@ -353,7 +361,7 @@ class NextSentenceHead(keras.layers.Layer):
     def __init__(self, initializer_range=0.02, **kwargs):
         super().__init__(**kwargs)
         self.initializer_range = initializer_range
-        self.dense = keras.layers.Dense(2, kernel_initializer=_initializer(initializer_range),
+        self.dense = keras.layers.Dense(2, kernel_initializer=bert_initializer(initializer_range),
                                         dtype=self.dtype_policy, name="dense")
 
     def build(self, pooled_output_shape):
@@ -367,3 +375,33 @@ class NextSentenceHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "initializer_range": self.initializer_range}
+
+
+@_register
+class PaddingMask(keras.layers.Layer):
+    """Passes `values` through with `input_mask` attached as their Keras mask.
+
+    Keras losses and metrics skip masked positions, so a per-token loss averages over real
+    tokens only, with no extra sample weights in the data.
+
+    Example:
+    >>> PaddingMask()([ops.ones((1, 3, 2)), ops.convert_to_tensor([[1, 1, 0]])]).shape
+    (1, 3, 2)
+    """
+
+    def __init__(self, **kwargs):
+        # The values pass through as they are, not cast to the policy's compute dtype: float32
+        # logits stay float32 under mixed precision.
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        values, _ = inputs
+        return values
+
+    def compute_mask(self, inputs, previous_mask=None):
+        _, input_mask = inputs
+        return ops.cast(input_mask, "bool")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]

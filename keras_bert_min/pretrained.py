@@ -6,21 +6,31 @@
     _find_config         bert_config.json or config.json, each kind of weights preferring its own
     _checked_vocab_file  vocab.txt, checked against the config's vocab_size
     _lower_case          tokenizer_config.json's do_lower_case, else Google's cased release names
+    save_run_files       a run directory (the recipes' outputs): vocab.txt, preprocessor.json,
+                         labels.json, and a model's model.keras, config.json and google/
+    read_run_files       the same directory read back (RunFiles), as recipes/export.py does
+    save_model_file      `model.save` to a .keras file, atomically
+    config_for_vocab     a preset name or a config file -> the BertConfig for a vocab's size
 
 The weights themselves are read by `keras_bert_min.weights`.
 """
 
+import dataclasses
 import json
 import logging
 import os
 import re
+import shutil
 
+from keras_bert_min._checks import atomic_file, check_int, partial_path, remove_partial
 from keras_bert_min.config import BertConfig
+from keras_bert_min.hf_weights import load_hf_weights
 from keras_bert_min.models import BertEncoder, BertPretrainer
+from keras_bert_min.text.labelled import LabelMap
 from keras_bert_min.text.preprocessor import BertPreprocessor
-# _find_checkpoint_prefix: a directory names the same checkpoint here as in load_google_checkpoint.
-from keras_bert_min.weights import (_find_checkpoint_prefix, load_google_checkpoint,
-                                    load_hf_weights)
+# find_checkpoint_prefix: a directory names the same checkpoint here as in load_google_checkpoint.
+from keras_bert_min.weights import (find_checkpoint_prefix, load_google_checkpoint,
+                                    save_google_checkpoint, write_google_config)
 
 _log = logging.getLogger(__name__)
 
@@ -58,11 +68,8 @@ def from_pretrained(directory, model="encoder", seq_length=128, lower_case=None,
                                 "the config, the weights and vocab.txt.")
     weights, kind = _find_weights(directory)
     config = BertConfig.from_json_file(_find_config(directory, kind))
-    if (isinstance(seq_length, bool) or not isinstance(seq_length, int)
-            or not 3 <= seq_length <= config.max_position_embeddings):
-        raise ValueError(f"seq_length must be an int in [3, {config.max_position_embeddings}] "
-                         "(room for [CLS] and two [SEP], at most max_position_embeddings), got "
-                         f"{seq_length!r}.")
+    check_int("seq_length", seq_length, 3, config.max_position_embeddings,
+              hint=" (room for [CLS] and two [SEP], at most max_position_embeddings)")
     vocab_file = _checked_vocab_file(directory, config)
 
     encoder = BertEncoder(config)
@@ -77,8 +84,30 @@ def from_pretrained(directory, model="encoder", seq_length=128, lower_case=None,
     return bert, BertPreprocessor(vocab_file, seq_length, lower_case=lower_case)
 
 
+def config_for_vocab(preset_or_file, vocab_size):
+    """The `BertConfig` of a model for a vocab of `vocab_size` tokens: a preset's shape
+    (`BertConfig.from_preset`, e.g. "base") with that vocab size, or a config JSON file (ours,
+    Google's or Hugging Face's), whose vocab_size must be that size.
+
+    Example:
+    >>> config_for_vocab("tiny", 8000).hidden_size
+    128
+    """
+    preset_or_file = os.fspath(preset_or_file)
+    if os.path.isfile(preset_or_file):
+        config = BertConfig.from_json_file(preset_or_file)
+        if config.vocab_size != vocab_size:
+            raise ValueError(f"{preset_or_file} has vocab_size {config.vocab_size} but the vocab "
+                             f"has {vocab_size} tokens; use the matching vocab.")
+        return config
+    try:
+        return BertConfig.from_preset(preset_or_file, vocab_size=vocab_size)
+    except ValueError as e:
+        raise ValueError(f"{e} Or pass a config JSON file.") from None
+
+
 def _find_weights(directory):
-    prefix = _find_checkpoint_prefix(directory)
+    prefix = find_checkpoint_prefix(directory)
     if prefix is not None:
         return prefix, "google"
     safetensors_file = os.path.join(directory, "model.safetensors")
@@ -129,3 +158,127 @@ def _lower_case(directory):
     # Google's release names, as its tokenization.validate_case_matches_checkpoint knows them.
     name = os.path.basename(os.path.normpath(directory))
     return not re.search(r"(^|_)cased_L-", name)
+
+
+# --- run directories ---------------------------------------------------------------------------
+
+MODEL_FILE = "model.keras"
+VOCAB_FILE = "vocab.txt"
+PREPROCESSOR_FILE = "preprocessor.json"
+CONFIG_FILE = "config.json"
+GOOGLE_DIR = "google"
+GOOGLE_CHECKPOINT = os.path.join(GOOGLE_DIR, "bert_model.ckpt")
+
+
+def save_run_files(directory, preprocessor, labels=None, model=None):
+    """Writes what it takes to reload a trained model into a run directory, each file atomically:
+
+        vocab.txt           the preprocessor's vocab (copied, unless it is that file already)
+        preprocessor.json   {"seq_length", "lower_case"}
+        labels.json         a classifier's label names, with `labels`
+        model.keras         with `model`: the model (`model.save`)
+        config.json         with `model`: its BertConfig, our lossless JSON
+        google/             with a `BertEncoder` or `BertPretrainer`: Google's TF1 checkpoint
+                            (bert_model.ckpt.*), its bert_config.json and vocab.txt
+
+    Args:
+        directory: the run directory; it must exist.
+        preprocessor: the `BertPreprocessor` the model was trained with.
+        labels: an optional `LabelMap`.
+        model: an optional model to save; leave it out when a callback wrote model.keras.
+
+    Example:
+    >>> save_run_files("runs/pretrain", preprocessor, model=pretrainer)
+    """
+    directory = os.fspath(directory)
+    vocab_file = preprocessor.get_config()["vocab_file"]
+    _copy_file(vocab_file, os.path.join(directory, VOCAB_FILE))
+    with atomic_file(os.path.join(directory, PREPROCESSOR_FILE)) as f:
+        json.dump({"seq_length": preprocessor.seq_length, "lower_case": preprocessor.lower_case},
+                  f)
+    if labels is not None:
+        labels.save(os.path.join(directory, LabelMap.FILE_NAME))
+    if model is None:
+        return
+    save_model_file(model, os.path.join(directory, MODEL_FILE))
+    model.bert_config.to_json_file(os.path.join(directory, CONFIG_FILE))
+    if isinstance(model, (BertEncoder, BertPretrainer)):
+        save_google_checkpoint(model, os.path.join(directory, GOOGLE_CHECKPOINT))
+        write_google_config(model.bert_config, os.path.join(directory, GOOGLE_DIR))
+        _copy_file(vocab_file, os.path.join(directory, GOOGLE_DIR, VOCAB_FILE))
+
+
+def _copy_file(source, target):
+    if os.path.abspath(source) == os.path.abspath(target):
+        return
+    with open(source, "rb") as src, atomic_file(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def save_model_file(model, path):
+    """`model.save(path)` (a .keras file, its directory made if missing), written in
+    `<path>.partial/` and renamed into place, so a killed save never leaves a file that looks
+    complete."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    staging = partial_path(path)
+    remove_partial(path)
+    os.makedirs(staging)
+    try:
+        model.save(os.path.join(staging, os.path.basename(path)))
+        os.replace(os.path.join(staging, os.path.basename(path)), path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """A run directory's files, as `read_run_files` finds them.
+
+    Args:
+        directory: the directory.
+        model_file: its model.keras.
+        vocab_file: its vocab.txt.
+        seq_length: preprocessor.json's, or None without it.
+        lower_case: preprocessor.json's; True without it (or without the file).
+        labels: labels.json as a `LabelMap`, or None without that file.
+    """
+
+    directory: str
+    model_file: str
+    vocab_file: str
+    seq_length: int = None
+    lower_case: bool = True
+    labels: LabelMap = None
+
+
+def read_run_files(directory):
+    """The files `save_run_files` writes, checked: model.keras and vocab.txt must be there,
+    preprocessor.json and labels.json are read when present.
+
+    Returns:
+        A `RunFiles`.
+
+    Example:
+    >>> run = read_run_files("runs/classifier")
+    >>> model = keras.saving.load_model(run.model_file)
+    """
+    directory = os.fspath(directory)
+    model_file, vocab_file = (os.path.join(directory, name) for name in (MODEL_FILE, VOCAB_FILE))
+    for path in (model_file, vocab_file):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path!r} does not exist; a run directory holds "
+                                    f"{MODEL_FILE} and the {VOCAB_FILE} it was trained with.")
+    settings = {}
+    settings_file = os.path.join(directory, PREPROCESSOR_FILE)
+    if os.path.isfile(settings_file):
+        with open(settings_file, encoding="utf-8") as f:
+            try:
+                settings = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{settings_file!r} is not valid JSON ({e}); fix or delete "
+                                 "it.") from None
+    labels_file = os.path.join(directory, LabelMap.FILE_NAME)
+    return RunFiles(directory, model_file, vocab_file, seq_length=settings.get("seq_length"),
+                    lower_case=bool(settings.get("lower_case", True)),
+                    labels=LabelMap.load(labels_file) if os.path.isfile(labels_file) else None)

@@ -1,4 +1,7 @@
-"""Pretraining losses and metrics, and the split of feature dicts into what `model.fit` takes.
+"""Pretraining: losses and metrics, the split of feature dicts into what `model.fit` takes,
+the input of a run (`pretraining_input_fn`), the callbacks of a run (exact resume, encoder
+checkpoints, the step history; `pretraining_callbacks` puts them in a run directory), plus the
+start from an earlier run's weights. The optimizer is in `keras_bert_min.optimization`.
 
 The MLM loss is Google's: cross-entropy at the masked positions, weighted by `masked_lm_weights`
 and divided by the sum of the weights (so padding predictions neither count nor dilute), which
@@ -6,18 +9,23 @@ Keras spells `reduction="mean_with_sample_weight"`. A batch whose weights are al
 loss of 0, not NaN (Keras divides with `divide_no_nan`).
 """
 
+import dataclasses
 import json
 import os
-import shutil
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras.src.optimizers.base_optimizer import clip_by_global_norm
 
-from keras_bert_min.models import ENCODER_INPUTS
-
-PRETRAINING_INPUTS = (*ENCODER_INPUTS, "masked_lm_positions")
+from keras_bert_min._checks import atomic_directory, atomic_file
+from keras_bert_min.config import PRETRAINING_INPUTS, PRETRAINING_LABELS
+from keras_bert_min.models import BertEncoder, BertPretrainer
+from keras_bert_min.text.masking import (pretraining_dataset_from_instances,
+                                         pretraining_dataset_from_static_instances)
+from keras_bert_min.text.pretraining import (SpecialTokenIds, create_training_instances,
+                                             tokenize_documents)
+from keras_bert_min.text.tfrecords import pretraining_dataset_from_tfrecords
+from keras_bert_min.weights import (copy_weights, load_google_checkpoint, save_google_checkpoint,
+                                    write_google_config)
 
 
 def pretraining_losses():
@@ -48,13 +56,13 @@ def compile_pretrainer(pretrainer, optimizer="adam", **compile_kwargs):
 
 
 def split_pretraining_features(features):
-    """Maps a flat pretraining feature dict (our names, see DESIGN.md) to `(x, y, sample_weight)`.
+    """Maps a flat pretraining feature dict (our names, see docs/design.md) to
+    `(x, y, sample_weight)`.
 
     Works on NumPy dicts and inside `tf.data.Dataset.map`. `next_sentence_labels` may be [B] or
     [B, 1]; the NSP sample weight is ones so both outputs have a weight, as Keras requires.
     """
-    missing = [k for k in (*PRETRAINING_INPUTS, "masked_lm_ids", "masked_lm_weights",
-                           "next_sentence_labels") if k not in features]
+    missing = [k for k in (*PRETRAINING_INPUTS, *PRETRAINING_LABELS) if k not in features]
     if missing:
         raise ValueError(f"Pretraining features lack {missing}; got keys {sorted(features)}.")
     x = {name: features[name] for name in PRETRAINING_INPUTS}
@@ -65,141 +73,85 @@ def split_pretraining_features(features):
     return x, y, sample_weight
 
 
-# --- optimizer and learning-rate schedule ---------------------------------------------------
-
-# Variables excluded from weight decay, by name: LayerNorm scales and offsets and every bias,
-# as Google's AdamWeightDecayOptimizer excludes "LayerNorm", "layer_norm" and "bias".
-NO_WEIGHT_DECAY_NAMES = ("gamma", "beta", "bias")
-
-
-@keras.saving.register_keras_serializable(package="keras_bert_min")
-class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Google's BERT schedule: linear warmup from 0 to `peak_learning_rate` over `warmup_steps`,
-    then `peak * (1 - step / total_steps)` (the polynomial decay of power 1 that Google applies
-    from step 0, overridden during warmup), reaching 0 at `total_steps`.
+def pretraining_instances(documents, preprocessor, seq_length, max_predictions_per_seq,
+                          dupe_factor=1, static_masking=False, seed=12345):
+    """Documents of sentence strings -> `TrainingInstance`s: tokenized by `preprocessor`, paired
+    into sentence pairs with NSP labels (`text.pretraining.create_training_instances`), masked
+    with `static_masking`.
 
     Example:
-    >>> schedule = WarmupLinearDecay(1e-4, warmup_steps=10, total_steps=100)
-    >>> round(float(schedule(5)), 9), round(float(schedule(50)), 9)
-    (5e-05, 5e-05)
+    >>> instances = pretraining_instances([["A first.", "A second."], ["B one."]], preprocessor,
+    ...                                   seq_length=32, max_predictions_per_seq=5)
     """
-
-    def __init__(self, peak_learning_rate, warmup_steps, total_steps):
-        if total_steps <= 0:
-            raise ValueError(f"total_steps must be positive, got {total_steps}.")
-        if not 0 <= warmup_steps <= total_steps:
-            raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], "
-                             f"got {warmup_steps}.")
-        self.peak_learning_rate = peak_learning_rate
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        decayed = self.peak_learning_rate * keras.ops.maximum(0.0, 1.0 - step / self.total_steps)
-        if self.warmup_steps == 0:
-            return decayed
-        warmup = self.peak_learning_rate * step / self.warmup_steps
-        return keras.ops.where(step < self.warmup_steps, warmup, decayed)
-
-    def get_config(self):
-        return {"peak_learning_rate": self.peak_learning_rate, "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps}
+    return create_training_instances(
+        tokenize_documents(documents, preprocessor),
+        SpecialTokenIds.from_preprocessor(preprocessor),
+        max_seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
+        dupe_factor=dupe_factor, static_masking=static_masking, seed=seed)
 
 
-class _ClipSummedGradients:
-    """Clips the all-reduced gradient by its global norm, as Google's `run_pretraining.py` does.
-
-    Keras' TensorFlow optimizers clip each replica's partial gradient *before* summing them
-    across replicas (measured here: under a two-replica MirroredStrategy, global-norm clipping
-    made the weights differ from one device's by 1e-2 after four steps), so with several
-    replicas the effective clip depends on the replica count. This moves the global-norm clip
-    after the all-reduce; without a distribution strategy nothing changes. It relies on the
-    Keras optimizer's `_clip_gradients` / `_all_reduce_sum_gradients` hooks, and
-    `tests/test_distribute.py` checks mirrored training against one device.
-    """
-
-    def _clip_gradients(self, grads):
-        if self.global_clipnorm and self.global_clipnorm > 0:
-            return grads  # clipped once summed, in _all_reduce_sum_gradients
-        return super()._clip_gradients(grads)
-
-    def _all_reduce_sum_gradients(self, grads_and_vars):
-        grads_and_vars = list(super()._all_reduce_sum_gradients(grads_and_vars))
-        if not (self.global_clipnorm and self.global_clipnorm > 0):
-            return grads_and_vars
-        present = [i for i, (g, _) in enumerate(grads_and_vars) if g is not None]
-        clipped = clip_by_global_norm([grads_and_vars[i][0] for i in present], self.global_clipnorm)
-        for i, gradient in zip(present, clipped):
-            grads_and_vars[i] = (gradient, grads_and_vars[i][1])
-        return grads_and_vars
+def heldout_dataset(documents, preprocessor, batch_size, seq_length, max_predictions_per_seq,
+                    seed=12345):
+    """`(x, y, sample_weight)` batches of held-out documents for `evaluate`, with masks drawn
+    once (`seed`), so every evaluation of a run sees the same examples; each example once, in
+    order, the last partial batch dropped. A ValueError when there is not one full batch."""
+    instances = pretraining_instances(documents, preprocessor, seq_length,
+                                      max_predictions_per_seq, static_masking=True, seed=seed)
+    if len(instances) < batch_size:
+        raise ValueError(f"The held-out documents give {len(instances)} examples, fewer than one "
+                         f"batch of {batch_size}; hold out more documents.")
+    return pretraining_dataset_from_static_instances(
+        instances, batch_size, seq_length, max_predictions_per_seq,
+    ).map(split_pretraining_features)
 
 
-@keras.saving.register_keras_serializable(package="keras_bert_min")
-class AdamW(_ClipSummedGradients, keras.optimizers.AdamW):
-    """Keras AdamW whose global-norm clip applies to the summed gradient of all replicas, and
-    whose Adam update is TensorFlow's fused `ResourceApplyAdam` kernel.
-
-    The kernel computes Keras' `Adam.update_step` formula (bias-corrected rate, m and v moving
-    averages, `m * rate / (sqrt(v) + epsilon)`) in one pass over each variable instead of about
-    ten elementwise ops (benchmarks/bench_optimizer.py: 2.5x faster than Keras' AdamW on
-    BERT-small's 29M weights on a 2-core CPU). Weight decay stays Keras' (applied before this).
-    """
-
-    def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or not isinstance(variable, tf.Variable):
-            return super().update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        index = self._get_variable_index(variable)
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        # Under a tf.distribute strategy this runs inside `extended.update`, where a mirrored
-        # slot's handle is the copy on the device being updated.
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].value.handle,
-            v=self._velocities[index].value.handle, beta1_power=tf.pow(beta_1, step),
-            beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype), beta1=beta_1,
-            beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
-            grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
-
-
-@keras.saving.register_keras_serializable(package="keras_bert_min")
-class Lamb(_ClipSummedGradients, keras.optimizers.Lamb):
-    """Keras Lamb whose global-norm clip applies to the summed gradient of all replicas."""
-
-
-def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw",
-                     weight_decay=0.01, epsilon=1e-6, clip_norm=1.0):
-    """The BERT optimizer: Keras AdamW (or Lamb for large batches) with weight decay that skips
-    LayerNorm and bias variables, global-norm clipping of the summed gradient and
-    `WarmupLinearDecay`.
+def pretraining_input_fn(batch_size, seq_length, max_predictions_per_seq, *, instances=None,
+                         special_ids=None, static_masking=False, tfrecords=None, seed=None,
+                         skip_batches=0):
+    """The training input of a pretraining run, for `strategy.distribute_datasets_from_function`.
 
     Args:
-        learning_rate: the peak learning rate (BERT: 1e-4 pretraining, 2e-5..5e-5 fine-tuning).
-        total_steps: steps of the whole run; the rate reaches 0 there. None keeps the rate
-            constant (when the run length is not known; warmup_steps must then be 0).
-        warmup_steps: steps of linear warmup.
-        optimizer: "adamw" or "lamb".
-        weight_decay, epsilon, clip_norm: Google's 0.01, 1e-6 and 1.0 by default (None: no clip).
+        batch_size: examples per batch of each input pipeline (the per-replica batch).
+        seq_length, max_predictions_per_seq: S and P of the features.
+        instances: `TrainingInstance`s (`text.pretraining.create_training_instances`), masked in
+            tf.data from (seed, batch index), or already masked with `static_masking`.
+        special_ids: the `SpecialTokenIds` of the vocab, for masking in tf.data.
+        static_masking: the instances carry masks drawn in Python (Google's static masking).
+        tfrecords: instead of `instances`, pretraining TFRecord files (Google's layout).
+        seed: the seed of the shuffle (and of the masks drawn in tf.data).
+        skip_batches: batches to skip, so that a run resumed at step N sees the batches an
+            uninterrupted run would (see `completed_epochs`).
+
+    Returns:
+        A function of a `tf.distribute.InputContext` (or None) giving an endless dataset of
+        `(x, y, sample_weight)` batches, as `split_pretraining_features` makes them.
     """
-    classes = {"adamw": AdamW, "lamb": Lamb}
-    if optimizer not in classes:
-        raise ValueError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}.")
-    if total_steps is None and warmup_steps:
-        raise ValueError(f"warmup_steps={warmup_steps} needs total_steps; a constant rate "
-                         "(total_steps=None) has no warmup.")
-    result = classes[optimizer](
-        learning_rate=(learning_rate if total_steps is None
-                       else WarmupLinearDecay(learning_rate, warmup_steps, total_steps)),
-        weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=epsilon,
-        global_clipnorm=clip_norm)
-    result.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY_NAMES))
-    return result
+    if (instances is None) == (tfrecords is None):
+        raise ValueError("Give instances or tfrecords, not both or neither.")
+    if instances is not None and not static_masking and special_ids is None:
+        raise ValueError("Masking in tf.data needs special_ids (SpecialTokenIds).")
+
+    def dataset_fn(input_context=None):
+        if tfrecords is not None:
+            dataset = pretraining_dataset_from_tfrecords(
+                tfrecords, batch_size, seq_length, max_predictions_per_seq, seed=seed,
+                input_context=input_context)
+        elif static_masking:
+            dataset = pretraining_dataset_from_static_instances(
+                instances, batch_size, seq_length, max_predictions_per_seq,
+                shuffle_and_repeat=True, seed=seed, input_context=input_context)
+        else:
+            dataset = pretraining_dataset_from_instances(
+                instances, special_ids, batch_size, seq_length, max_predictions_per_seq,
+                seed=seed, input_context=input_context)
+        return dataset.skip(skip_batches).map(split_pretraining_features)
+    return dataset_fn
 
 
 # --- callbacks and resuming -------------------------------------------------------------------
 
 BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
+HISTORY_FILE = "history.csv"  # the StepHistory of `pretraining_callbacks`
 
 
 def completed_epochs(backup_dir):
@@ -225,36 +177,43 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     steps. Backing them up too makes a resumed run train exactly as an uninterrupted one.
     """
 
-    RNG_FILE = "rng_states.npz"
+    RNG_FILE = "rng_states-{epoch}.npz"
 
     def _rng_states(self):
         return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
 
+    def _rng_path(self, epoch):
+        return os.path.join(self.backup_dir, self.RNG_FILE.format(epoch=epoch))
+
     def _save_model(self):
-        super()._save_model()
-        path = os.path.join(self.backup_dir, self.RNG_FILE)
-        with open(path + ".tmp", "wb") as f:
+        # The states are written, for this epoch, before Keras writes the metadata that names
+        # the epoch, and the older epochs' files are removed only after: a run killed anywhere
+        # in between still finds the states of the epoch its metadata names.
+        epoch = self._current_epoch
+        os.makedirs(self.backup_dir, exist_ok=True)
+        with atomic_file(self._rng_path(epoch), "wb") as f:
             np.savez(f, **{str(i): np.asarray(v) for i, v in enumerate(self._rng_states())})
-        os.replace(path + ".tmp", path)
+        super()._save_model()
+        for name in os.listdir(self.backup_dir):
+            if name.startswith("rng_states-") and name != os.path.basename(self._rng_path(epoch)):
+                os.remove(os.path.join(self.backup_dir, name))
 
     def _load_model(self):
         super()._load_model()
-        path = os.path.join(self.backup_dir, self.RNG_FILE)
-        if os.path.exists(path):
-            with np.load(path) as saved:
-                for i, variable in enumerate(self._rng_states()):
-                    variable.assign(saved[str(i)])
-
-
-def write_google_config(config, directory):
-    """The config beside a Google-layout checkpoint: Google's `bert_config.json` when the format
-    can express the activation (`BertConfig.fits_google_format`), else our lossless
-    `config.json` (Google's "gelu" is the tanh form, so e.g. an exact-GELU model cannot be
-    written as a bert_config.json)."""
-    if config.fits_google_format:
-        config.to_json_file(os.path.join(directory, "bert_config.json"), format="google")
-    else:
-        config.to_json_file(os.path.join(directory, "config.json"))
+        metadata = os.path.join(self.backup_dir, BACKUP_METADATA)
+        if not os.path.exists(metadata):
+            return
+        with open(metadata, encoding="utf-8") as f:
+            epoch = json.load(f)["epoch"]
+        path = self._rng_path(epoch)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"The backup in {self.backup_dir} has no {os.path.basename(path)} for its last "
+                "epoch, so the run cannot resume exactly; delete the backup directory to start "
+                "the run afresh.")
+        with np.load(path) as saved:
+            for i, variable in enumerate(self._rng_states()):
+                variable.assign(saved[str(i)])
 
 
 class EncoderCheckpoint(keras.callbacks.Callback):
@@ -273,15 +232,91 @@ class EncoderCheckpoint(keras.callbacks.Callback):
             self.save(int((epoch + 1) * self.steps_per_epoch))
 
     def save(self, step):
-        from keras_bert_min.weights import save_google_checkpoint
-
         encoder = getattr(self.model, "encoder", self.model)
-        target = os.path.join(self.directory, f"step-{step}")
-        partial = target + ".partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
-        encoder.save(os.path.join(partial, "encoder.keras"))
-        save_google_checkpoint(self.model, os.path.join(partial, "bert_model.ckpt"))
-        write_google_config(encoder.bert_config, partial)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(partial, target)
+        with atomic_directory(os.path.join(self.directory, f"step-{step}"),
+                              overwrite=True) as staging:
+            encoder.save(os.path.join(staging, "encoder.keras"))
+            save_google_checkpoint(self.model, os.path.join(staging, "bert_model.ckpt"))
+            write_google_config(encoder.bert_config, staging)
+
+
+class StepHistory(keras.callbacks.Callback):
+    """Appends each epoch's training metrics, keyed by global step, to a CSV. Rows are appended,
+    so the file of a resumed run continues the killed run's."""
+
+    COLUMNS = ("step", "loss", "mlm_logits_loss", "nsp_logits_loss", "mlm_logits_accuracy",
+               "nsp_logits_accuracy")
+
+    def __init__(self, path, steps_per_epoch):
+        super().__init__()
+        self.path, self.steps_per_epoch = path, steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {}, step=(epoch + 1) * self.steps_per_epoch)
+        new = not os.path.exists(self.path)
+        with open(self.path, "a", encoding="utf-8") as f:
+            if new:
+                f.write(",".join(self.COLUMNS) + "\n")
+            f.write(",".join(str(float(logs.get(k, float("nan")))) for k in self.COLUMNS) + "\n")
+
+
+def backup_directory(directory, worker=0):
+    """Where `pretraining_callbacks` backs up worker `worker`'s training state."""
+    return os.path.join(directory, "backup", f"worker-{worker}")
+
+
+def pretraining_callbacks(directory, steps_per_epoch, checkpoint_every=1, worker=0, chief=True):
+    """The callbacks of a pretraining run in `directory`, resumable epoch by epoch.
+
+    Every worker backs up its state in `backup_directory(directory, worker)` (`BackupAndRestore`)
+    and stops on a NaN loss; the chief also writes TensorBoard logs in `logs/`, the step history
+    in `history.csv` (`StepHistory`) and, every `checkpoint_every` epochs, the encoder in
+    `checkpoints/step-<N>/` (`EncoderCheckpoint`).
+
+    Example:
+    >>> pretrainer.fit(dataset, epochs=15, steps_per_epoch=100,
+    ...                callbacks=pretraining_callbacks("runs/pretrain", 100, checkpoint_every=5))
+    """
+    callbacks = [BackupAndRestore(backup_directory(directory, worker), save_freq="epoch"),
+                 keras.callbacks.TerminateOnNaN()]
+    if chief:
+        callbacks += [keras.callbacks.TensorBoard(os.path.join(directory, "logs")),
+                      StepHistory(os.path.join(directory, HISTORY_FILE), steps_per_epoch),
+                      EncoderCheckpoint(os.path.join(directory, "checkpoints"), checkpoint_every,
+                                        steps_per_epoch)]
+    return callbacks
+
+
+# --- starting from an earlier run --------------------------------------------------------------
+
+def init_checkpoint_path(path):
+    """An init checkpoint as a file: a run directory stands for its `model.keras`; anything
+    else is a `.keras` file or a Google TF1 checkpoint prefix."""
+    return os.path.join(path, "model.keras") if os.path.isdir(path) else path
+
+
+def initialize_from_checkpoint(model, path):
+    """Loads the weights of an earlier run into `model` (a BertEncoder or BertPretrainer), as
+    phase 2 of Google's pretraining starts from phase 1: every variable by name, each name and
+    shape checked before anything is assigned (`weights.copy_weights`,
+    `weights.load_google_checkpoint`).
+
+    Args:
+        model: the model to initialise, built from the same config as the checkpoint.
+        path: a run directory (its `model.keras`), a `.keras` file or a TF1 checkpoint prefix.
+
+    Returns:
+        A `LoadReport`.
+    """
+    path = init_checkpoint_path(os.fspath(path))
+    if not path.endswith(".keras"):
+        return load_google_checkpoint(model, path)
+    source = keras.saving.load_model(path)
+    if not isinstance(source, (BertEncoder, BertPretrainer)):
+        source = getattr(source, "encoder", source)
+    if not isinstance(source, (BertEncoder, BertPretrainer)):
+        raise ValueError(f"{path} holds a {type(source).__name__}, not a BERT model.")
+    if source.bert_config != model.bert_config:
+        raise ValueError(f"{path} was trained with config {source.bert_config}, not "
+                         f"{model.bert_config}; pass the same config and vocab.")
+    return dataclasses.replace(copy_weights(source, model), source=path)

@@ -1,4 +1,5 @@
-"""Pretrained BERT weights in and out: Google's TF1 checkpoints and Hugging Face safetensors.
+"""Pretrained BERT weights in and out: our variables by Google name, the checks every loader
+shares, and Google's TF1 checkpoints (Hugging Face safetensors: `keras_bert_min.hf_weights`).
 
 Each variable of our models has one name in each format, for example
 
@@ -8,9 +9,12 @@ Each variable of our models has one name in each format, for example
     next_sentence.dense.kernel [H,2]
         Google        cls/seq_relationship/output_weights [2,H], transposed
         Hugging Face  cls.seq_relationship.weight [2,H], transposed
+    logits.kernel of a BertClassifier [H,C]
+        Google        output_weights [C,H] (run_classifier.py), transposed
+        Hugging Face  classifier.weight [C,H] (BertForSequenceClassification), transposed
 
-`_google_targets` finds the variables by layer attribute and names them the Google way; the
-Hugging Face names are derived from those. Every load checks the whole file against the model
+`google_targets` finds the variables by layer attribute and names them the Google way; the
+Hugging Face names are derived from those (`hf_weights.py`). Every load checks the whole file against the model
 (names, shapes, dtypes) before it assigns anything, so a failed load leaves the model as it was.
 `keras_bert_min.pretrained.from_pretrained` puts it together for a directory of downloaded files.
 """
@@ -21,20 +25,27 @@ import glob
 import os
 import re
 import shutil
-import tempfile
 
 import numpy as np
-import safetensors
-import safetensors.numpy
 import tensorflow as tf
 
+from keras_bert_min._checks import partial_path, remove_partial
 from keras_bert_min.models import BertEncoder, BertPretrainer
+from keras_bert_min.tasks import BertClassifier, BertSpanPredictor, BertTokenClassifier
 
 # A model variable and whether the file stores it transposed (Keras kernels are [in, out]).
 _Target = collections.namedtuple("_Target", "variable transposed")
 
-# Google keeps the next-sentence weights as [2, H], the transpose of a Dense kernel.
-_GOOGLE_NSP_WEIGHTS = "cls/seq_relationship/output_weights"
+# Google keeps the next-sentence weights as [2, H], the transpose of a Dense kernel, and so
+# are the heads of run_classifier.py (output_weights [C, H]) and run_squad.py (cls/squad/...).
+GOOGLE_NSP_WEIGHTS = "cls/seq_relationship/output_weights"
+_GOOGLE_TRANSPOSED = {GOOGLE_NSP_WEIGHTS, "output_weights", "cls/squad/output_weights"}
+# The head layer of each task model and the Google names of its kernel and bias.
+_TASK_HEADS = {
+    BertClassifier: ("logits", "output_weights", "output_bias"),
+    BertTokenClassifier: ("classifier", "output_weights", "output_bias"),
+    BertSpanPredictor: ("span_logits", "cls/squad/output_weights", "cls/squad/output_bias"),
+}
 # Variables of training, not of the model: TF1 optimizer slots, Adam's step powers, the step.
 _OPTIMIZER_SLOT = re.compile(
     r"^(adam_m|adam_v|Adam(_\d+)?|Momentum|RMSProp(_\d+)?|Adagrad|Ftrl(_\d+)?|LAMB(_\d+)?)$")
@@ -79,15 +90,17 @@ class LoadReport:
 
 # --- our variables, by Google name ---------------------------------------------------------------
 
-def _google_targets(model):
-    """Every variable of a BertEncoder or BertPretrainer, keyed by its Google TF1 name."""
-    if isinstance(model, BertPretrainer):
-        encoder, pretrainer = model.encoder, model
-    elif isinstance(model, BertEncoder):
+def google_targets(model):
+    """Every variable of a BertEncoder, a BertPretrainer or a task model of `tasks.py`, keyed
+    by its Google TF1 name (a task head by the name Google's fine-tuning scripts give it)."""
+    task_head = _TASK_HEADS.get(type(model))
+    if isinstance(model, BertEncoder):
         encoder, pretrainer = model, None
+    elif isinstance(model, BertPretrainer) or task_head:
+        encoder, pretrainer = model.encoder, model if isinstance(model, BertPretrainer) else None
     else:
-        raise ValueError(f"Pretrained weights load into a BertEncoder or a BertPretrainer, got a "
-                         f"{type(model).__name__}; for a fine-tuning model, load its encoder.")
+        raise ValueError(f"BERT weights load into a BertEncoder, a BertPretrainer or a task model "
+                         f"of keras_bert_min.tasks, got a {type(model).__name__}.")
 
     def dense(prefix, layer):
         return [(f"{prefix}/kernel", layer.kernel), (f"{prefix}/bias", layer.bias)]
@@ -120,20 +133,35 @@ def _google_targets(model):
                   *layer_norm("cls/predictions/transform/LayerNorm",
                               masked_lm.transform_layer_norm),
                   ("cls/predictions/output_bias", masked_lm.output_bias),
-                  (_GOOGLE_NSP_WEIGHTS, next_sentence.dense.kernel),
+                  (GOOGLE_NSP_WEIGHTS, next_sentence.dense.kernel),
                   ("cls/seq_relationship/output_bias", next_sentence.dense.bias)]
+    if task_head:
+        layer_name, kernel_name, bias_name = task_head
+        head = model.get_layer(layer_name)
+        pairs += [(kernel_name, head.kernel), (bias_name, head.bias)]
 
     # A variable added to the layers but not to this map would silently keep its random values.
     uncovered = {id(v) for v in model.weights} - {id(v) for _, v in pairs}
     if uncovered:
         raise RuntimeError(f"weights.py does not map {len(uncovered)} variable(s) of "
-                           f"{model.name}; update _google_targets when the layers change.")
-    return {name: _Target(variable, name == _GOOGLE_NSP_WEIGHTS) for name, variable in pairs}
+                           f"{model.name}; update google_targets when the layers change.")
+    return {name: _Target(variable, name in _GOOGLE_TRANSPOSED) for name, variable in pairs}
+
+
+def head_skip_reason(model):
+    """Why a head variable of the file that `model` has no place for is skipped, or None when
+    it is an error: only a pretrainer must match its file's heads. An encoder takes the encoder
+    of any checkpoint, and a task model that of a pretraining or another task's checkpoint."""
+    if isinstance(model, BertEncoder):
+        return "head variable(s) (the model is an encoder)"
+    if isinstance(model, BertPretrainer):
+        return None
+    return "head variable(s) of another task"
 
 
 # --- checking and assigning, shared by every format ----------------------------------------------
 
-def _listing(items, limit=6):
+def listing(items, limit=6):
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
@@ -143,7 +171,7 @@ def _expected_shape(target):
     return shape[::-1] if target.transposed else shape
 
 
-def _check_matches(targets, found_shapes, unexpected, source, model, hints=()):
+def check_matches(targets, found_shapes, unexpected, source, model, hints=()):
     """Raises one ValueError naming every missing, unexpected and mis-shaped variable."""
     missing = [name for name in targets if name not in found_shapes]
     mismatched = []
@@ -155,19 +183,19 @@ def _check_matches(targets, found_shapes, unexpected, source, model, hints=()):
     problems = []
     if missing:
         problems.append(f"{len(missing)} model variable(s) missing from the file: "
-                        f"{_listing(missing)}")
+                        f"{listing(missing)}")
     if unexpected:
         problems.append(f"{len(unexpected)} variable(s) of the file that the model has no place "
-                        f"for: {_listing(list(unexpected))}")
+                        f"for: {listing(list(unexpected))}")
     if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched, 3)}")
+        problems.append(f"{len(mismatched)} shape mismatch(es): {listing(mismatched, 3)}")
         hints = (*hints, "build the model from the config that came with these weights")
     if problems:
         raise ValueError(f"Cannot load {source} into {model.name} (nothing was assigned): "
                          + "; ".join(problems) + "." + "".join(f" Fix: {h}." for h in hints))
 
 
-def _assign_all(targets, arrays, source):
+def assign_all(targets, arrays, source):
     """Assigns file arrays to model variables, converting them all before assigning any."""
     values = []
     for name, target in targets.items():
@@ -183,7 +211,7 @@ def _assign_all(targets, arrays, source):
 
 # --- Google TF1 checkpoints -----------------------------------------------------------------------
 
-def _skip_reason_google(name, model_has_heads):
+def _skip_reason_google(name, head_reason):
     """Why a checkpoint variable the model does not hold may be dropped, or None if it may not."""
     leaf = name.rsplit("/", 1)[-1]
     if _OPTIMIZER_SLOT.match(leaf):
@@ -192,12 +220,12 @@ def _skip_reason_google(name, model_has_heads):
         return "training-state variable(s)"
     # Heads of Google's scripts: cls/predictions and cls/seq_relationship (pretraining),
     # cls/squad (run_squad.py), output_weights and output_bias (run_classifier.py).
-    if not model_has_heads and (name.startswith("cls/") or name in _CLASSIFIER_HEAD):
-        return "head variable(s) (the model is an encoder)"
+    if head_reason and (name.startswith("cls/") or name in _CLASSIFIER_HEAD):
+        return head_reason
     return None
 
 
-def _find_checkpoint_prefix(directory):
+def find_checkpoint_prefix(directory):
     """The TF1 checkpoint prefix in a directory, or None if there is none."""
     if os.path.isfile(os.path.join(directory, "bert_model.ckpt.index")):  # Google's releases
         return os.path.join(directory, "bert_model.ckpt")
@@ -206,7 +234,7 @@ def _find_checkpoint_prefix(directory):
         return latest
     indexes = sorted(glob.glob(os.path.join(glob.escape(directory), "*.index")))
     if len(indexes) > 1:
-        raise ValueError(f"{directory!r} holds several checkpoints ({_listing(indexes)}) and no "
+        raise ValueError(f"{directory!r} holds several checkpoints ({listing(indexes)}) and no "
                          "'checkpoint' file naming the latest; pass one prefix explicitly.")
     return indexes[0][:-len(".index")] if indexes else None
 
@@ -214,7 +242,7 @@ def _find_checkpoint_prefix(directory):
 def _resolve_checkpoint_prefix(path):
     path = os.fspath(path)
     if os.path.isdir(path):
-        prefix = _find_checkpoint_prefix(path)
+        prefix = find_checkpoint_prefix(path)
         if prefix is None:
             raise FileNotFoundError(f"No TF1 checkpoint (*.index file) in the directory {path!r}; "
                                     "pass the checkpoint's prefix.")
@@ -258,22 +286,22 @@ def load_google_checkpoint(model, checkpoint_prefix):
     if "_CHECKPOINTABLE_OBJECT_GRAPH" in shapes and not any(n.startswith("bert/") for n in shapes):
         raise ValueError(f"{prefix!r} is an object-based (TF2 / Keras) checkpoint, not a Google "
                          "TF1 one; restore it with tf.train.Checkpoint or model.load_weights.")
-    targets = _google_targets(model)
+    targets = google_targets(model)
     skipped, unexpected = {}, []
     for name in sorted(shapes):
         if name not in targets:
-            reason = _skip_reason_google(name, model_has_heads=isinstance(model, BertPretrainer))
+            reason = _skip_reason_google(name, head_skip_reason(model))
             if reason:
                 skipped[name] = reason
             else:
                 unexpected.append(name)
-    _check_matches(targets, shapes, unexpected, prefix, model)
+    check_matches(targets, shapes, unexpected, prefix, model)
     try:
         arrays = {name: reader.get_tensor(name) for name in targets}
     except tf.errors.OpError as e:
         raise ValueError(f"Cannot read the data of {prefix!r} ({e}); nothing was assigned. The "
                          "checkpoint may be truncated: copy or download it again.") from None
-    _assign_all(targets, arrays, prefix)
+    assign_all(targets, arrays, prefix)
     return LoadReport(prefix, model.name, tuple(targets), skipped)
 
 
@@ -282,7 +310,7 @@ def save_google_checkpoint(model, checkpoint_prefix):
 
     The variables get exactly Google's names and shapes, so `tf.train.load_checkpoint`, Google's
     `modeling.py` (`tf.compat.v1.train.init_from_checkpoint`) and `load_google_checkpoint` read
-    it. The files are written in a temporary directory and moved into place `.index` last, so an
+    it. The files are written in `<prefix>.partial/` and moved into place `.index` last, so an
     interrupted save never leaves a checkpoint that looks complete.
 
     Args:
@@ -302,12 +330,15 @@ def save_google_checkpoint(model, checkpoint_prefix):
         raise ValueError(f"{prefix!r} is a directory; pass a checkpoint prefix inside it, e.g. "
                          f"{os.path.join(prefix, 'bert_model.ckpt')!r}.")
     arrays = {}
-    for name, target in _google_targets(model).items():
+    for name, target in google_targets(model).items():
         value = np.asarray(target.variable)
         arrays[name] = value.T if target.transposed else value
     directory, basename = os.path.split(prefix)
     os.makedirs(directory, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{basename}.tmp-", dir=directory)
+    # A fixed staging name next to the checkpoint: a re-run removes what a killed save left.
+    staging = partial_path(prefix)
+    remove_partial(prefix)
+    os.makedirs(staging)
     try:
         _write_tf1_checkpoint(arrays, os.path.join(staging, basename))
         # The .index file is what makes a checkpoint readable: drop the old one first and move
@@ -339,123 +370,36 @@ def _write_tf1_checkpoint(arrays, prefix):
             saver.save(session, prefix, write_meta_graph=False, write_state=False)
 
 
-# --- Hugging Face safetensors --------------------------------------------------------------------
-
-_HF_HEAD_NAMES = {
-    "cls/predictions/output_bias": "cls.predictions.bias",
-    _GOOGLE_NSP_WEIGHTS: "cls.seq_relationship.weight",
-    "cls/seq_relationship/output_bias": "cls.seq_relationship.bias",
-}
-_HF_LEAVES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
-_HF_TIED_DECODER = "cls.predictions.decoder.weight"
-_HF_POOLER = ("pooler.dense.weight", "pooler.dense.bias")
-# Heads of BertForPreTraining, BertFor{Sequence,Token}Classification, BertForQuestionAnswering.
-_HF_HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")
+def write_google_config(config, directory):
+    """The config beside a Google-layout checkpoint: Google's `bert_config.json` when the format
+    can express the activation (`BertConfig.fits_google_format`), else our lossless
+    `config.json` (Google's "gelu" is the tanh form, so e.g. an exact-GELU model cannot be
+    written as a bert_config.json)."""
+    if config.fits_google_format:
+        config.to_json_file(os.path.join(directory, "bert_config.json"), format="google")
+    else:
+        config.to_json_file(os.path.join(directory, "config.json"))
 
 
-def _hf_name(google_name):
-    """bert/encoder/layer_3/output/LayerNorm/gamma -> encoder.layer.3.output.LayerNorm.weight"""
-    if google_name in _HF_HEAD_NAMES:
-        return _HF_HEAD_NAMES[google_name]
-    path, leaf = google_name.removeprefix("bert/").rsplit("/", 1)
-    path = re.sub(r"layer_(\d+)", r"layer.\1", path).replace("/", ".")
-    if leaf.endswith("_embeddings"):
-        return f"{path}.{leaf}.weight"
-    return f"{path}.{_HF_LEAVES[leaf]}"
-
-
-def _normalized_hf_name(name):
-    """One spelling for the variants: the `bert.` prefix (BertForPreTraining), LayerNorm
-    `gamma`/`beta` (older files), the decoder's copy of the MLM bias."""
-    name = name.removeprefix("bert.")
-    name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
-    name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
-    return "cls.predictions.bias" if name == "cls.predictions.decoder.bias" else name
-
-
-def _read_safetensors(path):
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No safetensors file at {path!r}; pass the path of a "
-                                "model.safetensors file.")
-    try:
-        return safetensors.numpy.load_file(path)
-    except (safetensors.SafetensorError, TypeError, ValueError) as e:
-        raise ValueError(f"Cannot read {path!r} as safetensors ({e}); the file is truncated, "
-                         "corrupt or not safetensors: download it again.") from None
-
-
-def load_hf_weights(model, safetensors_path, allow_missing_pooler=False):
-    """Loads a Hugging Face BERT `model.safetensors` into an encoder or a pretrainer.
-
-    Reads `BertModel` files (`embeddings.word_embeddings.weight`, ...) and `BertForPreTraining`
-    ones (`bert.` prefix, `cls.*` heads), with LayerNorm `weight`/`bias` or older `gamma`/`beta`.
-    Linear weights are [out, in] and are transposed. `position_ids` buffers are skipped, and so
-    are heads (`cls.*`, `classifier.*`, `qa_outputs.*`) when the model is an encoder. The MLM
-    decoder weight, when stored, must equal the word embeddings, which our head ties to it.
-    Everything is checked before anything is assigned.
-
-    Args:
-        model: a `BertEncoder` or `BertPretrainer` built from the file's `config.json`.
-        safetensors_path: the `.safetensors` file.
-        allow_missing_pooler: a file saved without its pooler (`add_pooling_layer=False`) is an
-            error unless this is True; then the model keeps its own (random) pooler, and the
-            report says so. `pooled_output` is then meaningless until fine-tuned.
+def copy_weights(source, target):
+    """Copies a BertEncoder's or BertPretrainer's weights into another built from the same
+    config, variable by Google name: every name and shape is checked before anything is
+    assigned. A pretrainer's encoder part goes into an encoder; an encoder into a pretrainer's
+    encoder (its heads keep their values).
 
     Returns:
         A `LoadReport`.
-
-    Example:
-    >>> encoder = BertEncoder(BertConfig.from_json_file("all-MiniLM-L6-v2/config.json"))
-    >>> print(load_hf_weights(encoder, "all-MiniLM-L6-v2/model.safetensors"))
-    Loaded 103 variables from all-MiniLM-L6-v2/model.safetensors into bert_encoder; skipped 1 ...
     """
-    source = os.fspath(safetensors_path)
-    tensors = _read_safetensors(source)
-    has_heads = isinstance(model, BertPretrainer)
-    targets = {}
-    for google_name, target in _google_targets(model).items():
-        # Hugging Face stores Dense kernels as [out, in], and the NSP weights as Google does.
-        transposed = target.transposed or google_name.endswith("/kernel")
-        targets[_hf_name(google_name)] = target._replace(transposed=transposed)
-
-    arrays, file_names, skipped, unexpected = {}, {}, {}, []
-    for name in sorted(tensors):
-        key = _normalized_hf_name(name)
-        if key.endswith(("position_ids", "token_type_ids")):
-            skipped[name] = "buffer(s)"
-        elif key.startswith(_HF_HEAD_PREFIXES) and not has_heads:
-            skipped[name] = "head variable(s) (the model is an encoder)"
-        elif key == _HF_TIED_DECODER:
-            skipped[name] = "tied copy of the word embeddings"
-        elif key not in targets:
-            unexpected.append(name)
-        elif key in arrays and not np.array_equal(arrays[key], tensors[name]):
-            raise ValueError(f"{source} holds both {file_names[key]} and {name}, which are the "
-                             "same variable but differ; nothing was assigned. Re-export the model.")
-        elif key in arrays:
-            skipped[name] = "duplicate(s)"
-        else:
-            arrays[key], file_names[key] = tensors[name], name
-
-    kept, hints = (), []
-    if all(name not in arrays for name in _HF_POOLER):
-        if allow_missing_pooler:
-            kept = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
-            targets = {n: t for n, t in targets.items() if n not in _HF_POOLER}
-        else:
-            hints.append("the file has no pooler; pass allow_missing_pooler=True to keep the "
-                         "model's own (untrained) pooler")
-    if has_heads and not any(key.startswith("cls.") for key in arrays):
-        hints.append("the file has no pretraining heads (cls.*); load it into a BertEncoder")
-    _check_matches(targets, {k: v.shape for k, v in arrays.items()}, unexpected, source, model,
-                   hints)
-
-    decoders = [tensors[n] for n in tensors if _normalized_hf_name(n) == _HF_TIED_DECODER]
-    word_embeddings = arrays.get("embeddings.word_embeddings.weight")
-    if has_heads and any(not np.array_equal(d, word_embeddings) for d in decoders):
-        raise ValueError(f"{_HF_TIED_DECODER} in {source} differs from "
-                         "embeddings.word_embeddings.weight, but our MLM head ties the two; "
-                         "nothing was assigned. Only tied-embedding checkpoints can be loaded.")
-    _assign_all(targets, arrays, source)
-    return LoadReport(source, model.name, tuple(file_names[k] for k in targets), skipped, kept)
+    if isinstance(source, BertPretrainer) and isinstance(target, BertEncoder):
+        source = source.encoder
+    if isinstance(source, BertEncoder) and isinstance(target, BertPretrainer):
+        target = target.encoder
+    targets = google_targets(target)
+    arrays = {name: np.asarray(t.variable) for name, t in google_targets(source).items()}
+    # Both sides are our variables, so no transposition: compare the variables' own shapes.
+    same_layout = {name: t._replace(transposed=False) for name, t in targets.items()}
+    unexpected = [name for name in arrays if name not in targets]
+    check_matches(same_layout, {n: a.shape for n, a in arrays.items()}, unexpected,
+                  source.name, target)
+    assign_all(same_layout, arrays, source.name)
+    return LoadReport(source.name, target.name, tuple(targets), {})

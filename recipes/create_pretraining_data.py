@@ -15,13 +15,15 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_bert_min import cli  # noqa: E402
+from keras_bert_min._checks import check_fraction, check_int  # noqa: E402
 from keras_bert_min.text import expand_paths, learn_vocab, write_vocab  # noqa: E402
+from keras_bert_min.text.pretraining import MIN_SEQ_LENGTH  # noqa: E402
 from keras_bert_min.text.tfrecords import write_pretraining_data  # noqa: E402
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser():
+    parser = cli.parser(__doc__)
     parser.add_argument("--input_file", nargs="+", required=True,
                         help="Text files or globs: BERT format or prose.")
     parser.add_argument("--output_file", required=True,
@@ -34,9 +36,12 @@ def main(argv=None):
                         help="Learn a vocab of about this size from the input first.")
     parser.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=True,
                         help="Lower-case and strip accents (uncased models).")
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--max_predictions_per_seq", type=int, default=20)
-    parser.add_argument("--masked_lm_prob", type=float, default=0.15)
+    parser.add_argument("--max_seq_length", type=int, default=128,
+                        help="Tokens per example, [CLS] and two [SEP] included.")
+    parser.add_argument("--max_predictions_per_seq", type=int, default=20,
+                        help="Masked positions per example, at most.")
+    parser.add_argument("--masked_lm_prob", type=float, default=0.15,
+                        help="Share of the tokens to mask.")
     parser.add_argument("--short_seq_prob", type=float, default=0.1,
                         help="Probability of a shorter target length, as Google's script.")
     parser.add_argument("--dupe_factor", type=int, default=10,
@@ -44,9 +49,32 @@ def main(argv=None):
     parser.add_argument("--do_whole_word_mask", action="store_true",
                         help="Mask whole words (all ## pieces of a word together).")
     parser.add_argument("--num_shards", type=int, default=1, help="Output files.")
-    parser.add_argument("--random_seed", type=int, default=12345)
-    args = parser.parse_args(argv)
+    parser.add_argument("--random_seed", type=int, default=12345,
+                        help="Seed of the pairing and the masks.")
+    return parser
 
+
+def parse_args(argv=None):
+    return cli.parse_args(build_parser(), argv, check_args)
+
+
+def check_args(args):
+    """Argument errors, before any text is read."""
+    check_int("--max_seq_length", args.max_seq_length, MIN_SEQ_LENGTH,
+              hint=" ([CLS] A [SEP] B [SEP] with a token in each segment)")
+    for name in ("max_predictions_per_seq", "dupe_factor", "num_shards"):
+        check_int(f"--{name}", getattr(args, name))
+    if args.learn_vocab_size is not None:
+        check_int("--learn_vocab_size", args.learn_vocab_size)
+    check_fraction("--masked_lm_prob", args.masked_lm_prob, low_open=True)
+    check_fraction("--short_seq_prob", args.short_seq_prob)
+    if args.learn_vocab_size is None and not os.path.isfile(args.vocab_file):
+        raise FileNotFoundError(f"--vocab_file {args.vocab_file} does not exist; give a "
+                                "vocab.txt, or --learn_vocab_size to learn one there.")
+
+
+def main(argv=None):
+    args = parse_args(argv)
     started = time.time()
     if args.learn_vocab_size:
         write_vocab(learn_vocab(expand_paths(args.input_file), args.learn_vocab_size,
@@ -57,8 +85,8 @@ def main(argv=None):
         args.do_whole_word_mask, args.do_lower_case, args.num_shards, args.random_seed)
     print(f"Wrote {len(files)} TFRecord file(s) in {time.time() - started:.0f} s: "
           f"{', '.join(files)}")
-    return 0
+    return files
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -11,7 +11,6 @@ serves the base directory with the stock `tensorflow/serving` image, and a `curl
 its REST API.
 """
 
-import argparse
 import json
 import os
 import shlex
@@ -21,10 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
+from keras_bert_min import cli  # noqa: E402
 from keras_bert_min import export as export_lib  # noqa: E402
-from keras_bert_min.finetuning import LabelMap  # noqa: E402
-from keras_bert_min.models import ENCODER_INPUTS  # noqa: E402
-from keras_bert_min.pretrained import from_pretrained  # noqa: E402
+from keras_bert_min._checks import check_int  # noqa: E402
+from keras_bert_min.config import ENCODER_INPUTS  # noqa: E402
+from keras_bert_min.pretrained import RunFiles, from_pretrained, read_run_files  # noqa: E402
 from keras_bert_min.text.preprocessor import PADDING_MODES, BertPreprocessor  # noqa: E402
 
 DEFAULT_SEQ_LENGTH = 128
@@ -32,13 +32,13 @@ EXAMPLE_TEXT = "Hello world!"
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli.parser(__doc__)
     source = parser.add_argument_group("the model to export (give exactly one)")
     sources = source.add_mutually_exclusive_group(required=True)
     sources.add_argument("--train_dir",
                          help="A training output directory, as recipes/pretrain.py and "
-                              "recipes/finetune_classifier.py write it: model.keras (any "
+                              "recipes/finetune_classifier.py write it "
+                              "(pretrained.save_run_files): model.keras (any "
                               "keras_bert_min model saved with model.save), vocab.txt, and "
                               "optionally preprocessor.json ({\"seq_length\", \"lower_case\"}) "
                               "and labels.json (a classifier's class names, served as "
@@ -68,7 +68,7 @@ def build_parser():
                         help="How the text signatures pad a request: to its longest example "
                              "(faster on short texts; per-token outputs are then [B, L, ...] "
                              "with L <= --seq_length) or always to --seq_length.")
-    output.add_argument("--lower_case", choices=["auto", "yes", "no"], default="auto",
+    output.add_argument("--lower_case", choices=cli.LOWER_CASE_CHOICES, default="auto",
                         help="Lower-case and strip accents in the text signatures. auto: "
                              "preprocessor.json's; for --pretrained, tokenizer_config.json or "
                              "Google's directory name; else yes.")
@@ -88,55 +88,45 @@ def build_parser():
 
 
 def parse_args(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return cli.parse_args(build_parser(), argv, check_args)
+
+
+def check_args(args):
+    """Argument errors, before any model is read."""
     if args.model and not args.vocab:
-        parser.error("--model needs --vocab, the vocab.txt the model was trained with.")
+        raise ValueError("--model needs --vocab, the vocab.txt the model was trained with.")
     if args.vocab and not args.model:
-        parser.error("--vocab goes with --model (--train_dir and --pretrained have their own).")
-    return args
+        raise ValueError("--vocab goes with --model (--train_dir and --pretrained have their "
+                         "own).")
+    if args.version is not None:
+        check_int("--version", args.version, minimum=0, hint=" (TF Serving's version numbers)")
+    if args.seq_length is not None:
+        check_int("--seq_length", args.seq_length, 3, hint=" ([CLS] and two [SEP])")
+    check_int("--rest_port", args.rest_port, 1, 65535)
 
 
 # --- loading -----------------------------------------------------------------------------------
 
 def load(args):
     """(model, preprocessor, label names or None) from --train_dir, --model or --pretrained."""
-    settings = {}
+    lower_case = cli.lower_case_flag(args.lower_case)
     if args.pretrained:
-        lower_case = None if args.lower_case == "auto" else args.lower_case == "yes"
         model, preprocessor = from_pretrained(args.pretrained, "encoder",
                                               args.seq_length or DEFAULT_SEQ_LENGTH, lower_case)
         return model, preprocessor, None
     if args.train_dir:
-        model_file, vocab_file = (os.path.join(args.train_dir, name)
-                                  for name in ("model.keras", "vocab.txt"))
-        settings = _read_json(os.path.join(args.train_dir, "preprocessor.json"), default={})
-        labels_file = os.path.join(args.train_dir, LabelMap.FILE_NAME)
+        run = read_run_files(args.train_dir)
     else:
-        model_file, vocab_file, labels_file = args.model, args.vocab, None
-    for path in (model_file, vocab_file):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path!r} does not exist; a model to export needs "
-                                    "model.keras and the vocab.txt it was trained with.")
-
-    model = keras.saving.load_model(model_file, compile=False)
-    seq_length = args.seq_length or settings.get("seq_length", DEFAULT_SEQ_LENGTH)
-    lower_case = (settings.get("lower_case", True) if args.lower_case == "auto"
-                  else args.lower_case == "yes")
-    preprocessor = BertPreprocessor(vocab_file, seq_length, lower_case=lower_case)
-    label_names = (LabelMap.load(labels_file).names
-                   if labels_file and os.path.isfile(labels_file) else None)
-    return model, preprocessor, label_names
-
-
-def _read_json(path, default):
-    if not os.path.isfile(path):
-        return default
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path!r} is not valid JSON ({e}); fix or delete it.") from None
+        for path in (args.model, args.vocab):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{path!r} does not exist; a model to export needs "
+                                        "model.keras and the vocab.txt it was trained with.")
+        run = RunFiles(None, args.model, args.vocab)
+    model = keras.saving.load_model(run.model_file, compile=False)
+    preprocessor = BertPreprocessor(run.vocab_file,
+                                    args.seq_length or run.seq_length or DEFAULT_SEQ_LENGTH,
+                                    lower_case=run.lower_case if lower_case is None else lower_case)
+    return model, preprocessor, run.labels and run.labels.names
 
 
 def choose_model(model, args):
@@ -207,7 +197,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    sys.exit(cli.run(main))

@@ -17,6 +17,9 @@ try:
 except RuntimeError:  # already initialised by an earlier import; tests that need 2 will say so
     pass
 
+# The shared configs, vocabularies and their fixtures (task_preprocessor, ...).
+pytest_plugins = ["tests.fixtures"]
+
 
 @pytest.fixture
 def mixed_bfloat16():

@@ -134,3 +134,26 @@ def google_params_from_model(model):
             "cls/seq_relationship/output_bias": nsp.dense.bias,
         })
     return {k: np.asarray(v) for k, v in params.items()}
+
+
+# --- sizes, from the shapes of modeling.py ---------------------------------------------------
+
+def parameter_count(config, heads=False):
+    """BERT's parameter count from its shape, as the papers count it: embeddings (three tables
+    and a LayerNorm), L blocks (Q, K, V, output, two feed-forward layers, two LayerNorms), the
+    pooler; with `heads`, the MLM transform, its LayerNorm and output bias, and the NSP layer."""
+    h, i, l = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    tables = config.vocab_size + config.type_vocab_size + config.max_position_embeddings
+    embeddings = tables * h + 2 * h
+    block = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
+    pooler = h * h + h
+    total = embeddings + l * block + pooler
+    if heads:
+        total += (h * h + h) + 2 * h + config.vocab_size + (2 * h + 2)
+    return total
+
+
+def variable_count(config, heads=False):
+    """How many variables hold those parameters: 3 tables + 2 (LayerNorm); 6 dense layers x 2
+    + 2 LayerNorms x 2 per block; 2 for the pooler; the heads 2 + 2 + 1 (MLM) and 2 (NSP)."""
+    return 5 + 16 * config.num_hidden_layers + 2 + (7 if heads else 0)

@@ -90,7 +90,7 @@ def test_google_format_round_trip_and_refusal_of_exact_gelu(tmp_path):
                                                  ("gelu", "config.json"),
                                                  ("silu", "config.json")])
 def test_checkpoint_config_is_googles_when_it_can_be(tmp_path, hidden_act, written):
-    from keras_bert_min.training import write_google_config
+    from keras_bert_min.weights import write_google_config
 
     config = BertConfig.from_preset("mini", hidden_act=hidden_act)
     write_google_config(config, str(tmp_path))
@@ -100,9 +100,9 @@ def test_checkpoint_config_is_googles_when_it_can_be(tmp_path, hidden_act, writt
 
 @pytest.mark.parametrize("changes, message", [
     ({"hidden_size": 100, "num_attention_heads": 12}, "divisible by num_attention_heads"),
-    ({"hidden_size": 0}, "hidden_size must be a positive integer"),
-    ({"num_hidden_layers": -1}, "num_hidden_layers must be a positive integer"),
-    ({"vocab_size": 3.5}, "vocab_size must be a positive integer"),
+    ({"hidden_size": 0}, "hidden_size must be an integer of at least 1"),
+    ({"num_hidden_layers": -1}, "num_hidden_layers must be an integer of at least 1"),
+    ({"vocab_size": 3.5}, "vocab_size must be an integer of at least 1"),
     ({"hidden_act": "swishy"}, "hidden_act 'swishy' is unknown"),
     ({"hidden_dropout_prob": 1.0}, r"hidden_dropout_prob must be in \[0, 1\)"),
     ({"attention_probs_dropout_prob": -0.1}, r"attention_probs_dropout_prob must be in \[0, 1\)"),

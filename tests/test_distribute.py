@@ -3,23 +3,21 @@ import pytest
 import keras
 import tensorflow as tf
 
-import keras_bert_min as kbm
 from keras_bert_min import distribute
-from keras_bert_min.training import compile_pretrainer, create_optimizer, split_pretraining_features
-
-TINY = kbm.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=32, max_position_embeddings=16,
-                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+from keras_bert_min.models import bert_pretrainer
+from keras_bert_min.optimization import create_optimizer
+from keras_bert_min.training import compile_pretrainer, split_pretraining_features
+from tests.fixtures import TINY
 
 
 def features(batch=16, seq=12, predictions=3, seed=0):
     rng = np.random.default_rng(seed)
     return {
-        "input_word_ids": rng.integers(1, 60, (batch, seq)).astype("int32"),
+        "input_word_ids": rng.integers(1, TINY.vocab_size, (batch, seq)).astype("int32"),
         "input_mask": np.ones((batch, seq), "int32"),
         "input_type_ids": (np.arange(seq) >= seq // 2).astype("int32")[None].repeat(batch, 0),
         "masked_lm_positions": rng.integers(1, seq, (batch, predictions)).astype("int32"),
-        "masked_lm_ids": rng.integers(1, 60, (batch, predictions)).astype("int32"),
+        "masked_lm_ids": rng.integers(1, TINY.vocab_size, (batch, predictions)).astype("int32"),
         "masked_lm_weights": np.ones((batch, predictions), "float32"),
         "next_sentence_labels": rng.integers(0, 2, (batch, 1)).astype("int32"),
     }
@@ -27,7 +25,7 @@ def features(batch=16, seq=12, predictions=3, seed=0):
 
 def train(strategy, initial_weights, steps=4, global_batch=8):
     with strategy.scope():
-        pretrainer = kbm.bert_pretrainer(TINY)
+        pretrainer = bert_pretrainer(TINY)
         for variable, value in zip(pretrainer.weights, initial_weights):
             variable.assign(value)
         compile_pretrainer(pretrainer, create_optimizer(1e-2, total_steps=steps, warmup_steps=1))
@@ -39,7 +37,7 @@ def train(strategy, initial_weights, steps=4, global_batch=8):
 
 def test_mirrored_equals_one_device_with_the_same_global_batch(two_cpu_strategy):
     keras.utils.set_random_seed(1)
-    initial = [np.asarray(w) for w in kbm.bert_pretrainer(TINY).weights]
+    initial = [np.asarray(w) for w in bert_pretrainer(TINY).weights]
     one_device = train(tf.distribute.OneDeviceStrategy("/cpu:0"), initial)
     mirrored = train(two_cpu_strategy, initial)
     moved = max(np.abs(a - b).max() for a, b in zip(one_device, initial))

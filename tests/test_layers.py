@@ -1,5 +1,6 @@
-"""Every layer: config round trip, None sequence length, mixed precision, strategy scope; and the
-numbers of each against an independent NumPy formulation."""
+"""Every layer: the shared checks of tests/helpers.py (weights built without a call, output
+shapes, JSON round trip, mixed precision per sublayer, one fit step), None sequence length,
+strategy scope; and the numbers of each against an independent NumPy formulation."""
 
 import numpy as np
 import pytest
@@ -7,14 +8,15 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_bert_min import BertEmbedding, MaskedLMHead, NextSentenceHead, TransformerEncoderBlock
-from tests import reference_bert
+from keras_bert_min.layers import (BertEmbedding, MaskedLMHead, NextSentenceHead, PaddingMask,
+                                   TransformerEncoderBlock)
+from tests import helpers, reference_bert
 
 V, T, P, H, N, I = 50, 3, 16, 8, 2, 12
 
 
 def make_embedding(**kwargs):
-    return BertEmbedding(V, T, P, H, **kwargs)
+    return BertEmbedding(V, T, P, H, name="embedding", **kwargs)
 
 
 def embedding_inputs(batch=2, seq=5, seed=0):
@@ -24,8 +26,9 @@ def embedding_inputs(batch=2, seq=5, seed=0):
 
 
 def built_embedding():
+    # Built, not called: the head under test is then the only layer that has run.
     layer = make_embedding()
-    layer(*embedding_inputs())
+    layer.build((None, None))
     return layer
 
 
@@ -39,6 +42,12 @@ def head_inputs(batch=2, seq=5):
             np.array([[1, 3, 0], [4, 4, 2]], "int32")[:batch])
 
 
+def padding_mask_inputs(batch=2, seq=5):
+    values = np.random.default_rng(3).normal(size=(batch, seq, 3)).astype("float32")
+    mask = (np.arange(seq)[None, :] < np.array([seq, 2])[:batch, None]).astype("int32")
+    return ([values, mask],)
+
+
 # Each case: a factory for the layer, and a factory for its call arguments.
 CASES = {
     "embedding": (make_embedding, embedding_inputs),
@@ -47,23 +56,47 @@ CASES = {
     "nsp_head": (NextSentenceHead, lambda batch=2, seq=5: (np.ones((batch, H), "float32"),)),
 }
 
+# Weight counts by formula: a Dense of n -> m has n*m + m, a LayerNorm of width H has 2H.
+EMBEDDING_PARAMS = (V + T + P) * H + 2 * H
+BLOCK_PARAMS = 4 * (H * H + H) + (H * I + I) + (I * H + H) + 2 * (2 * H)
+MLM_HEAD_OWN_PARAMS = (H * H + H) + 2 * H + V  # transform, its LayerNorm, output bias
 
-@pytest.mark.parametrize("case", CASES)
-def test_get_config_round_trip(case):
-    make_layer, make_inputs = CASES[case]
-    layer = make_layer()
-    inputs = make_inputs()
-    layer(*inputs)
-    clone = layer.__class__.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    clone(*inputs)
-    # Same weights give the same outputs: the config captures everything that shapes the math.
-    for source, target in zip(layer.weights, clone.weights):
-        target.assign(source)
-    np.testing.assert_allclose(clone(*inputs), layer(*inputs), atol=1e-6)
-    # Registered under our package, so .keras files find it by name.
-    name = keras.saving.get_registered_name(layer.__class__)
-    assert name == f"keras_bert_min>{layer.__class__.__name__}"
+# The arguments of helpers.run_layer_test for each layer, every number written out here.
+SHARED_CHECKS = {
+    "embedding": dict(
+        make_layer=lambda: make_embedding(hidden_dropout_prob=0.1), args=embedding_inputs(),
+        expected_output_shape=(2, 5, H), expected_num_weights=5,
+        expected_num_params=EMBEDDING_PARAMS),
+    "block": dict(
+        make_layer=lambda: TransformerEncoderBlock(H, N, I, "gelu", hidden_dropout_prob=0.1,
+                                                   attention_probs_dropout_prob=0.1),
+        args=block_inputs(), expected_output_shape=(2, 5, H), expected_num_weights=16,
+        expected_num_params=BLOCK_PARAMS),
+    # The head holds the embedding whose word table it projects with, so its weights are the
+    # embedding's five and its own five; one fit step through the head alone moves the word
+    # table (the tied projection) but not the tables and LayerNorm it never reads.
+    "mlm_head": dict(
+        make_layer=lambda: MaskedLMHead(built_embedding()), args=head_inputs(),
+        expected_output_shape=(2, 3, V), expected_num_weights=5 + 5,
+        expected_num_params=EMBEDDING_PARAMS + MLM_HEAD_OWN_PARAMS, float32_outputs=True,
+        unchanged=("embedding/token_type_embeddings", "embedding/position_embeddings",
+                   "embedding/layer_norm/gamma", "embedding/layer_norm/beta")),
+    "nsp_head": dict(
+        make_layer=NextSentenceHead, args=(np.ones((2, H), "float32"),),
+        expected_output_shape=(2, 2), expected_num_weights=2, expected_num_params=2 * H + 2,
+        float32_outputs=True),
+    # No weights, so no fit step of its own (see test_padding_mask_in_training); float32
+    # values stay float32 under a mixed policy.
+    "padding_mask": dict(
+        make_layer=PaddingMask, args=padding_mask_inputs(), expected_output_shape=(2, 5, 3),
+        expected_num_weights=0, expected_num_params=0, float32_outputs=True,
+        run_training_check=False),
+}
+
+
+@pytest.mark.parametrize("case", SHARED_CHECKS)
+def test_layer_passes_the_shared_checks(case):
+    helpers.run_layer_test(**SHARED_CHECKS[case])
 
 
 @pytest.mark.parametrize("case", ["embedding", "block", "mlm_head"])
@@ -79,17 +112,6 @@ def test_none_sequence_length(case):
     symbolic = layer(*[keras.Input(shape=(None,) * (np.ndim(x) - 1), dtype=x.dtype)
                        for x in make_inputs()])
     assert symbolic.shape[1] is None or case == "mlm_head"
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_mixed_bfloat16(case, mixed_bfloat16):
-    make_layer, make_inputs = CASES[case]
-    layer = make_layer()
-    out = layer(*make_inputs())
-    assert all(w.dtype == "float32" for w in layer.weights)
-    expected = "float32" if case.endswith("head") else "bfloat16"
-    assert out.dtype == expected
-    assert np.isfinite(ops.convert_to_numpy(ops.cast(out, "float32"))).all()
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -177,3 +199,77 @@ def test_mlm_head_gathers_only_masked_positions_and_ties_the_table():
     # Changing the word table changes the logits: the projection reads it.
     embedding.word_embeddings.assign(embedding.word_embeddings * 2.0)
     assert not np.allclose(head(sequence_output, positions), logits)
+
+
+def cast_input_shapes(function, *args):
+    """The shapes of the tensors that the traced graph of `function(*args)` casts."""
+    graph = tf.function(function).get_concrete_function(*args).graph
+    return {tuple(op.inputs[0].shape) for op in graph.get_operations() if op.type == "Cast"}
+
+
+def embedding_model():
+    """The embedding called inside a model, as BertEncoder calls it."""
+    ids, types = (keras.Input((None,), dtype="int32") for _ in range(2))
+    return keras.Model([ids, types], built_embedding()(ids, types))
+
+
+TABLE_SHAPES = {(V, H), (T, H), (P, H)}
+
+
+@pytest.mark.parametrize("policy", helpers.POLICIES)
+def test_embedding_tables_are_read_uncast_under_mixed_precision(policy):
+    """Autocasting would cast each whole table to the compute dtype on every step; the lookups
+    read the float32 tables and only the [B, S, H] result is cast."""
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        model = embedding_model()
+        casts = cast_input_shapes(lambda a, b: model([a, b]), *embedding_inputs())
+        assert not casts & TABLE_SHAPES
+        # The check can see a table cast: the MLM head casts the word table on purpose, to
+        # project in the compute dtype.
+        head = MaskedLMHead(model.layers[-1])
+        assert (V, H) in cast_input_shapes(lambda s, p: head(s, p), *head_inputs())
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+# An embedding called on its own (the outermost layer of the call) reads its tables uncast too.
+@pytest.mark.parametrize("policy", helpers.POLICIES)
+def test_embedding_called_on_its_own_reads_its_tables_uncast(policy):
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        embedding = built_embedding()
+        assert not cast_input_shapes(lambda a, b: embedding(a, b), *embedding_inputs()) \
+            & TABLE_SHAPES
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_padding_mask_passes_values_and_attaches_the_mask():
+    (values, mask), = padding_mask_inputs()
+    layer = PaddingMask()
+    np.testing.assert_array_equal(layer([values, mask]), values)
+    assert ops.convert_to_numpy(layer.compute_mask([values, mask])).tolist() == \
+        mask.astype(bool).tolist()
+
+
+def test_padding_mask_in_training():
+    """PaddingMask has no weights: a Dense before it trains through it, and the loss averages
+    over real tokens only, so targets at padding change nothing."""
+    keras.utils.set_random_seed(0)
+    (values, mask), = padding_mask_inputs()
+    inputs = [keras.Input((None, 3)), keras.Input((None,), dtype="int32")]
+    outputs = PaddingMask()([keras.layers.Dense(2, name="dense")(inputs[0]), inputs[1]])
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    targets = np.random.default_rng(4).normal(size=(2, 5, 2)).astype("float32")
+    at_padding = np.where(mask[..., None] == 1, targets, 100.0).astype("float32")
+    predictions = ops.convert_to_numpy(model([values, mask]))
+    real = mask.astype(bool)
+    expected = np.mean((predictions[real] - targets[real]) ** 2)
+    for y in (targets, at_padding):
+        np.testing.assert_allclose(model.evaluate([values, mask], y, verbose=0), expected,
+                                   rtol=1e-5)
+    before = [np.array(w) for w in model.trainable_weights]
+    model.fit([values, mask], targets, batch_size=2, epochs=1, verbose=0)
+    assert all(not np.array_equal(a, np.array(b)) for a, b in zip(before, model.trainable_weights))

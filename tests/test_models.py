@@ -1,18 +1,17 @@
+"""BertEncoder and BertPretrainer: the shared checks of tests/helpers.py, published parameter
+counts, the NumPy float64 reference of tests/reference_bert.py, masking, ties and training."""
+
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_bert_min import (PRESETS, BertConfig, BertEncoder, BertPretrainer, bert_encoder,
-                            bert_pretrainer)
+from keras_bert_min.config import ENCODER_INPUTS, PRESETS, BertConfig
+from keras_bert_min.models import BertEncoder, BertPretrainer, bert_encoder, bert_pretrainer
 from keras_bert_min.training import compile_pretrainer, split_pretraining_features
-from tests import reference_bert
-
-TINY = BertConfig(vocab_size=97, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=24, max_position_embeddings=32, type_vocab_size=2,
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
+from tests import helpers, reference_bert
+from tests.fixtures import TINY
 
 def inputs(batch=3, seq=9, seed=0, vocab=TINY.vocab_size, positions=4):
     """A padded batch: row 0 full, row 1 with 3 pads, row 2 with only 2 real tokens."""
@@ -27,6 +26,10 @@ def inputs(batch=3, seq=9, seed=0, vocab=TINY.vocab_size, positions=4):
     }
 
 
+def encoder_only(x):
+    return {name: x[name] for name in ENCODER_INPUTS}
+
+
 def randomize(model, seed=0, scale=0.3):
     """Weights far from their init (LayerNorm gammas and biases included) so the reference
     comparison exercises every term."""
@@ -35,17 +38,30 @@ def randomize(model, seed=0, scale=0.3):
         w.assign(rng.normal(scale=scale, size=w.shape).astype("float32"))
 
 
-def analytic_parameter_count(config, heads=False):
-    """BERT's parameter count from its shape, as the papers count it."""
-    h, i, l = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    embeddings = (config.vocab_size + config.type_vocab_size + config.max_position_embeddings) * h + 2 * h
-    block = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
-    pooler = h * h + h
-    total = embeddings + l * block + pooler
-    if heads:
-        total += (h * h + h) + 2 * h + config.vocab_size + (2 * h + 2)
-    return total
+# --- the shared checks ----------------------------------------------------------------------
 
+H, V = TINY.hidden_size, TINY.vocab_size
+
+
+def test_encoder_passes_the_shared_checks(tmp_path):
+    helpers.run_model_test(
+        lambda: bert_encoder(TINY), (encoder_only(inputs()),),
+        expected_output_shape={"sequence_output": (3, 9, H), "pooled_output": (3, H)},
+        expected_num_weights=reference_bert.variable_count(TINY),
+        expected_num_params=reference_bert.parameter_count(TINY), directory=tmp_path)
+
+
+def test_pretrainer_passes_the_shared_checks(tmp_path):
+    # Logits are float32 under every policy (DESIGN.md, Tensors).
+    helpers.run_model_test(
+        lambda: bert_pretrainer(TINY), (inputs(),),
+        expected_output_shape={"mlm_logits": (3, 4, V), "nsp_logits": (3, 2)},
+        expected_num_weights=reference_bert.variable_count(TINY, heads=True),
+        expected_num_params=reference_bert.parameter_count(TINY, heads=True),
+        directory=tmp_path, float32_outputs=True)
+
+
+# --- sizes ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, encoder_count, pretrainer_count", [
     ("base", 109_482_240, 110_106_428), ("large", 335_141_888, 336_226_108)])
@@ -60,8 +76,9 @@ def test_preset_grid_builds_with_the_analytic_count(name):
     # A small vocabulary keeps the 30 builds fast; the count formula covers the vocab term.
     config = BertConfig.from_preset(name, vocab_size=64)
     pretrainer = bert_pretrainer(config)
-    assert pretrainer.encoder.count_params() == analytic_parameter_count(config)
-    assert pretrainer.count_params() == analytic_parameter_count(config, heads=True)
+    assert pretrainer.encoder.count_params() == reference_bert.parameter_count(config)
+    assert pretrainer.count_params() == reference_bert.parameter_count(config, heads=True)
+    assert len(pretrainer.weights) == reference_bert.variable_count(config, heads=True)
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
@@ -71,8 +88,7 @@ def test_pretrainer_matches_numpy_reference(act):
     randomize(pretrainer)
     x = inputs()
     outputs = pretrainer(x)
-    encoder_outputs = pretrainer.encoder({k: x[k] for k in ("input_word_ids", "input_mask",
-                                                            "input_type_ids")})
+    encoder_outputs = pretrainer.encoder(encoder_only(x))
     params = reference_bert.google_params_from_model(pretrainer)
     sequence, pooled = reference_bert.encoder(params, x["input_word_ids"], x["input_mask"],
                                               x["input_type_ids"], config.num_attention_heads, act)
@@ -88,7 +104,7 @@ def test_pretrainer_matches_numpy_reference(act):
 def test_padding_is_masked():
     encoder = bert_encoder(TINY)
     randomize(encoder)
-    x = {k: v for k, v in inputs().items() if k != "masked_lm_positions"}
+    x = encoder_only(inputs())
     before = encoder(x)
     changed = dict(x)
     changed["input_word_ids"] = np.where(x["input_mask"] == 1, x["input_word_ids"], 7).astype("int32")
@@ -103,10 +119,10 @@ def test_padding_is_masked():
 def test_variable_sequence_length():
     encoder = bert_encoder(TINY)
     for seq in (3, 11, TINY.max_position_embeddings):
-        x = {k: v for k, v in inputs(seq=seq).items() if k != "masked_lm_positions"}
+        x = encoder_only(inputs(seq=seq))
         assert encoder(x)["sequence_output"].shape == (3, seq, TINY.hidden_size)
     assert encoder.input["input_word_ids"].shape == (None, None)
-    too_long = {k: v for k, v in inputs(seq=33).items() if k != "masked_lm_positions"}
+    too_long = encoder_only(inputs(seq=33))
     with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
         encoder(too_long)
 

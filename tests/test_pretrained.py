@@ -17,23 +17,16 @@ from safetensors.numpy import save_file
 
 from keras_bert_min.models import BertEncoder, BertPretrainer
 from keras_bert_min.pretrained import from_pretrained
-from tests import reference_bert, test_weights
-from tests.test_weights import (MINILM_DIR, TINY, hf_from_google, run_encoder, token_ids,
-                                write_tf1_checkpoint)
-
-# test_weights.py's fixtures, bound here so that pytest finds them (each module builds its own).
-minilm_config = test_weights.minilm_config
-minilm_encoder = test_weights.minilm_encoder
-tiny_params = test_weights.tiny_params
-vocab = test_weights.vocab
-
-# A vocab.txt of TINY.vocab_size tokens.
-TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"word{i}" for i in range(25)]
+from tests import reference_bert
+from tests.fixtures import (CHECKPOINT_TINY, CHECKPOINT_VOCAB, MINILM_DIR, token_ids,
+                            write_vocab_file)
+from tests.helpers import run_encoder
+from tests.reference_checkpoints import hf_from_google, write_tf1_checkpoint
 
 
-def write_tiny_vocab(directory, tokens=TINY_VOCAB):
-    with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(tokens) + "\n")
+def write_tiny_vocab(directory, tokens=CHECKPOINT_VOCAB):
+    """A vocab.txt of CHECKPOINT_TINY.vocab_size tokens."""
+    write_vocab_file(os.path.join(directory, "vocab.txt"), tokens)
 
 
 def link_minilm_files(directory, names=("config.json", "model.safetensors", "vocab.txt")):
@@ -43,13 +36,13 @@ def link_minilm_files(directory, names=("config.json", "model.safetensors", "voc
     return directory
 
 
-def test_from_pretrained_minilm(minilm_encoder, vocab):
+def test_from_pretrained_minilm(minilm_encoder, minilm_vocab):
     encoder, preprocessor = from_pretrained(MINILM_DIR, seq_length=16)
     assert isinstance(encoder, BertEncoder)
     # tokenizer_config.json says do_lower_case: true.
     assert preprocessor.lower_case is True and preprocessor.seq_length == 16
     inputs = preprocessor(tf.constant(["The cat sat on the mat."]))
-    ids, _ = token_ids(vocab, "the cat sat on the mat .")
+    ids, _ = token_ids(minilm_vocab, "the cat sat on the mat .")
     np.testing.assert_array_equal(inputs["input_word_ids"][0], ids + [0] * (16 - len(ids)))
     ours = run_encoder(encoder, inputs["input_word_ids"], inputs["input_mask"],
                        inputs["input_type_ids"])
@@ -58,18 +51,18 @@ def test_from_pretrained_minilm(minilm_encoder, vocab):
     np.testing.assert_array_equal(ours["pooled_output"], expected["pooled_output"])
 
 
-def test_from_pretrained_google_directory_pretrainer(tmp_path, tiny_params):
+def test_from_pretrained_google_directory_pretrainer(tmp_path, checkpoint_params):
     directory = tmp_path / "cased_L-2_H-16_A-4"  # a cased Google name, and no tokenizer_config
     directory.mkdir()
-    TINY.to_json_file(directory / "bert_config.json", format="google")
-    write_tf1_checkpoint(directory / "bert_model.ckpt", tiny_params)
+    CHECKPOINT_TINY.to_json_file(directory / "bert_config.json", format="google")
+    write_tf1_checkpoint(directory / "bert_model.ckpt", checkpoint_params)
     write_tiny_vocab(directory)
 
     pretrainer, preprocessor = from_pretrained(directory, model="pretrainer", seq_length=8)
     assert isinstance(pretrainer, BertPretrainer) and preprocessor.lower_case is False
     assert pretrainer.bert_config.hidden_act == "gelu_tanh"  # Google's "gelu"
     loaded = reference_bert.google_params_from_model(pretrainer)
-    assert all(np.array_equal(loaded[name], tiny_params[name]) for name in tiny_params)
+    assert all(np.array_equal(loaded[name], checkpoint_params[name]) for name in checkpoint_params)
 
     (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
     _, preprocessor = from_pretrained(directory, seq_length=8)
@@ -120,17 +113,17 @@ def test_from_pretrained_bad_directories(tmp_path):
 
     with pytest.raises(ValueError, match="'encoder' or 'pretrainer'"):
         from_pretrained(MINILM_DIR, model="classifier")
-    with pytest.raises(ValueError, match=r"seq_length must be an int in \[3, 512\]"):
+    with pytest.raises(ValueError, match=r"seq_length must be an integer in \[3, 512\]"):
         from_pretrained(MINILM_DIR, seq_length=1000)
 
 
-def test_from_pretrained_truncated_weights(tmp_path, tiny_params):
+def test_from_pretrained_truncated_weights(tmp_path, checkpoint_params):
     directory = tmp_path / "truncated"
     directory.mkdir()
-    hf_config = {"model_type": "bert", **TINY.to_dict(), "hidden_act": "gelu_new"}
+    hf_config = {"model_type": "bert", **CHECKPOINT_TINY.to_dict(), "hidden_act": "gelu_new"}
     (directory / "config.json").write_text(json.dumps(hf_config))
     write_tiny_vocab(directory)
-    save_file(hf_from_google(tiny_params, 2), directory / "whole.safetensors")
+    save_file(hf_from_google(checkpoint_params, 2), directory / "whole.safetensors")
     whole = (directory / "whole.safetensors").read_bytes()
     (directory / "model.safetensors").write_bytes(whole[:-8])
     with pytest.raises(ValueError, match=r"model\.safetensors.*truncated"):

@@ -1,8 +1,25 @@
+"""Pretraining (keras_bert_min.training): Google's losses written out in NumPy, the feature
+split, the callbacks of a run (a resumed run against an uninterrupted one, files read back by
+hand), and the start from an earlier run's weights (read back through tests/reference_bert.py)."""
+
+import csv
+import os
+
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from keras_bert_min.training import (pretraining_losses, pretraining_metrics,
-                                     split_pretraining_features)
+from keras_bert_min.models import BertEncoder, BertPretrainer
+from keras_bert_min.tasks import bert_classifier
+from keras_bert_min.training import (BackupAndRestore, EncoderCheckpoint, StepHistory,
+                                     compile_pretrainer, completed_epochs, init_checkpoint_path,
+                                     initialize_from_checkpoint, pretraining_losses,
+                                     pretraining_metrics, split_pretraining_features)
+from tests import reference_bert
+from tests.fixtures import CHECKPOINT_TINY
+from tests.helpers import assert_unchanged, snapshot
+from tests.reference_checkpoints import google_shapes, write_tf1_checkpoint
 
 
 def log_softmax(logits):
@@ -73,104 +90,182 @@ def test_split_pretraining_features():
         split_pretraining_features(features)
 
 
-def test_learning_rate_warms_up_then_decays_linearly():
-    from keras_bert_min.training import WarmupLinearDecay
+# --- the callbacks of a run -------------------------------------------------------------------
 
-    schedule = WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=100)
-    # Google: lr * step / warmup during warmup, then lr * (1 - step / total).
-    for step, expected in [(0, 0.0), (5, 5e-4), (9, 9e-4), (10, 9e-4), (55, 4.5e-4),
-                           (100, 0.0), (150, 0.0)]:
-        np.testing.assert_allclose(float(schedule(step)), expected, atol=1e-9)
-    assert WarmupLinearDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
-    with pytest.raises(ValueError, match="warmup_steps must be in"):
-        WarmupLinearDecay(1e-3, warmup_steps=200, total_steps=100)
-
-
-def test_weight_decay_skips_layer_norm_and_bias():
-    """With a zero gradient Adam's update is zero, so only decoupled weight decay moves a
-    variable: kernels and embeddings shrink by lr * decay, LayerNorm and biases stay put."""
-    import keras
-    from keras_bert_min import BertConfig, bert_pretrainer
-    from keras_bert_min.training import create_optimizer
-
-    pretrainer = bert_pretrainer(BertConfig.from_preset("tiny", vocab_size=30))
-    optimizer = create_optimizer(0.1, total_steps=10, warmup_steps=0, weight_decay=0.5)
-    variables = pretrainer.trainable_variables
-    for v in variables:
-        v.assign(np.ones(v.shape, "float32"))
-    optimizer.apply([keras.ops.zeros(v.shape) for v in variables], variables)
-    decayed = {v.path for v in variables if np.allclose(np.asarray(v), 1.0 - 0.1 * 0.5)}
-    kept = {v.path for v in variables if np.allclose(np.asarray(v), 1.0)}
-    assert decayed | kept == {v.path for v in variables}
-    for path in kept:
-        assert path.endswith(("gamma", "beta", "bias")), path
-    for path in decayed:
-        assert path.endswith(("kernel", "embeddings")), path
-    assert any("word_embeddings" in p for p in decayed)
-    assert any("layer_norm/gamma" in p for p in kept) and any("output_bias" in p for p in kept)
+def pretraining_batches(batch=4, seq=8, predictions=2, steps=4, seed=0):
+    """`steps` batches of random CHECKPOINT_TINY features, split for `fit`."""
+    rng = np.random.default_rng(seed)
+    n = batch * steps
+    features = {
+        "input_word_ids": rng.integers(5, CHECKPOINT_TINY.vocab_size, (n, seq)).astype("int32"),
+        "input_mask": np.ones((n, seq), "int32"),
+        "input_type_ids": (np.arange(seq)[None] >= seq // 2).repeat(n, 0).astype("int32"),
+        "masked_lm_positions": rng.integers(1, seq, (n, predictions)).astype("int32"),
+        "masked_lm_ids": rng.integers(5, CHECKPOINT_TINY.vocab_size,
+                                      (n, predictions)).astype("int32"),
+        "masked_lm_weights": np.ones((n, predictions), "float32"),
+        "next_sentence_labels": rng.integers(0, 2, (n, 1)).astype("int32"),
+    }
+    return tf.data.Dataset.from_tensor_slices(features).batch(batch).map(
+        split_pretraining_features)
 
 
-def test_constant_rate_optimizer_and_finetuning_optimizer_are_ours():
-    """Without total_steps the rate stays constant, and fine-tuning gets the same optimizer class
-    (clipping the all-reduced gradient) as pretraining, scheduled or not."""
-    from keras_bert_min.finetuning import finetuning_optimizer
-    from keras_bert_min.training import AdamW, create_optimizer
-
-    constant = create_optimizer(3e-5, total_steps=None, warmup_steps=0)
-    assert isinstance(constant, AdamW) and float(constant.learning_rate) == pytest.approx(3e-5)
-    with pytest.raises(ValueError, match="warmup_steps=10 needs total_steps"):
-        create_optimizer(3e-5, total_steps=None, warmup_steps=10)
-    for optimizer in (finetuning_optimizer(), finetuning_optimizer(total_steps=100)):
-        assert isinstance(optimizer, AdamW) and optimizer.global_clipnorm == 1.0
-        assert optimizer.weight_decay == 0.01 and optimizer.epsilon == 1e-6
-    assert float(finetuning_optimizer().learning_rate) == pytest.approx(3e-5)
-    assert float(finetuning_optimizer(total_steps=100).learning_rate) == 0.0  # warming up
+def new_pretrainer(initial=None):
+    # CHECKPOINT_TINY has dropout 0.1, so the dropout generators' state matters on resuming.
+    keras.utils.set_random_seed(3)
+    pretrainer = BertPretrainer(BertEncoder(CHECKPOINT_TINY))
+    if initial is not None:
+        for variable, value in zip(pretrainer.weights, initial):
+            variable.assign(value)
+    # Eager: three short runs are faster without tracing, and the arithmetic is the same.
+    return compile_pretrainer(pretrainer, keras.optimizers.Adam(1e-3), run_eagerly=True)
 
 
-def test_lamb_optimizer_and_unknown_name():
-    from keras_bert_min.training import create_optimizer
-    import keras
+class KillAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
 
-    assert isinstance(create_optimizer(1e-3, 100, 10, optimizer="lamb"), keras.optimizers.Lamb)
-    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'lamb'"):
-        create_optimizer(1e-3, 100, 10, optimizer="sgd")
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("killed")
 
 
-def test_adamw_is_adam_with_decoupled_weight_decay():
-    """Three steps of our AdamW (Adam through TF's fused kernel) against the formula written out
-    in NumPy float64: decay kernels by lr * weight_decay, then bias-corrected Adam. One gradient
-    arrives as IndexedSlices, as an embedding's does."""
-    import keras
-    import tensorflow as tf
-    from keras_bert_min.training import AdamW
+def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tmp_path):
+    """Two epochs of two steps: run A straight through; run B killed before its second epoch,
+    then restarted from its backup with the batches it had not seen."""
+    data = pretraining_batches(steps=4)
+    uninterrupted = new_pretrainer()
+    initial = [np.array(w) for w in uninterrupted.weights]
+    uninterrupted.fit(data, epochs=2, steps_per_epoch=2, verbose=0)
 
-    rng = np.random.default_rng(0)
-    shapes, lr, decay, eps = [(5, 3), (3,)], 0.01, 0.1, 1e-6
-    start = [rng.normal(size=shape).astype("float32") for shape in shapes]
-    variables = [keras.Variable(w, name=name) for w, name in zip(start, ["kernel", "bias"])]
-    optimizer = AdamW(learning_rate=lr, weight_decay=decay, epsilon=eps)
-    optimizer.exclude_from_weight_decay(var_names=["bias"])
-    weights = [w.astype(np.float64) for w in start]
-    m, v = [np.zeros_like(w) for w in weights], [np.zeros_like(w) for w in weights]
-    for step in (1, 2, 3):
-        rows = rng.normal(size=(2, 3)).astype("float32")
-        dense = np.zeros(shapes[0], "float32")
-        dense[[1, 3]] = rows
-        bias_gradient = rng.normal(size=shapes[1]).astype("float32")
-        optimizer.apply([tf.IndexedSlices(tf.constant(rows), tf.constant([1, 3]),
-                                          tf.constant(shapes[0])), tf.constant(bias_gradient)],
-                        variables)
-        for i, gradient in enumerate([dense, bias_gradient]):
-            if i == 0:
-                weights[i] -= weights[i] * lr * decay
-            m[i] += (gradient - m[i]) * (1 - 0.9)
-            v[i] += (np.square(gradient.astype(np.float64)) - v[i]) * (1 - 0.999)
-            rate = lr * np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step)
-            weights[i] -= m[i] * rate / (np.sqrt(v[i]) + eps)
-    for variable, expected in zip(variables, weights):
-        np.testing.assert_allclose(np.asarray(variable), expected, rtol=1e-5, atol=1e-6)
-    assert int(optimizer.iterations) == 3
-    apply = tf.function(lambda: optimizer.apply([tf.constant(dense), tf.constant(bias_gradient)],
-                                                variables))
-    assert "ResourceApplyAdam" in {op.type for op in apply.get_concrete_function().graph
-                                   .get_operations()}
+    backup = str(tmp_path / "backup")
+    assert completed_epochs(backup) == 0  # no backup yet
+    killed = new_pretrainer(initial)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(data, epochs=2, steps_per_epoch=2, verbose=0,
+                   callbacks=[BackupAndRestore(backup, save_freq="epoch"), KillAtEpoch(1)])
+    assert completed_epochs(backup) == 1
+
+    # A new process: fresh model and generators; Keras restores the weights and the optimizer,
+    # ours the dropout generators; the input skips the epoch already trained on.
+    resumed = new_pretrainer(initial)
+    resumed.fit(data.skip(completed_epochs(backup) * 2), epochs=2, steps_per_epoch=2,
+                verbose=0, callbacks=[BackupAndRestore(backup, save_freq="epoch")])
+    for a, b in zip(resumed.weights, uninterrupted.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+
+def test_step_history_and_encoder_checkpoints(tmp_path):
+    pretrainer = new_pretrainer()
+    history_file = str(tmp_path / "history.csv")
+    checkpoints = str(tmp_path / "checkpoints")
+    callbacks = [StepHistory(history_file, steps_per_epoch=2),
+                 EncoderCheckpoint(checkpoints, every_epochs=2, steps_per_epoch=2)]
+    history = pretrainer.fit(pretraining_batches(steps=6), epochs=3, steps_per_epoch=2,
+                             verbose=0, callbacks=callbacks).history
+
+    # One row per epoch, keyed by the global step at its end, with Keras' own numbers.
+    with open(history_file, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["step", "loss", "mlm_logits_loss", "nsp_logits_loss",
+                             "mlm_logits_accuracy", "nsp_logits_accuracy"]
+    assert [float(row["step"]) for row in rows] == [2.0, 4.0, 6.0]
+    for name in rows[0]:
+        if name != "step":
+            np.testing.assert_allclose([float(row[name]) for row in rows], history[name],
+                                       rtol=1e-6, err_msg=name)
+    # A resumed run appends to the same file.
+    StepHistory(history_file, steps_per_epoch=2).on_epoch_end(3, {"loss": 1.5})
+    with open(history_file, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 1 + 4 and lines[-1].startswith("8.0,1.5,nan")
+
+    # Every second epoch (step 4 of 6): the encoder as .keras, the pretrainer as Google's TF1
+    # checkpoint with its bert_config.json; nothing half written left.
+    assert sorted(os.listdir(checkpoints)) == ["step-4"]
+    step = os.path.join(checkpoints, "step-4")
+    assert sorted(os.listdir(step)) == ["bert_config.json", "bert_model.ckpt.data-00000-of-00001",
+                                        "bert_model.ckpt.index", "encoder.keras"]
+    assert {name: tuple(shape) for name, shape in
+            tf.train.list_variables(os.path.join(step, "bert_model.ckpt"))} == \
+        google_shapes(CHECKPOINT_TINY)
+    encoder = keras.saving.load_model(os.path.join(step, "encoder.keras"))
+    assert isinstance(encoder, BertEncoder) and encoder.bert_config == CHECKPOINT_TINY
+
+
+# --- starting from an earlier run ----------------------------------------------------------------
+
+def randomized_pretrainer(seed=1):
+    pretrainer = BertPretrainer(BertEncoder(CHECKPOINT_TINY))
+    rng = np.random.default_rng(seed)
+    for variable in pretrainer.weights:
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    return pretrainer
+
+
+def assert_holds(model, params, names):
+    loaded = reference_bert.google_params_from_model(model)
+    for name in names:
+        np.testing.assert_array_equal(loaded[name], params[name], err_msg=name)
+
+
+ENCODER_NAMES = sorted(google_shapes(CHECKPOINT_TINY, heads=False))
+ALL_NAMES = sorted(google_shapes(CHECKPOINT_TINY))
+
+
+def test_init_checkpoint_path_takes_a_run_directory_for_its_model_file(tmp_path):
+    assert init_checkpoint_path(str(tmp_path)) == os.path.join(str(tmp_path), "model.keras")
+    assert init_checkpoint_path("runs/phase1/model.keras") == "runs/phase1/model.keras"
+    assert init_checkpoint_path("google/bert_model.ckpt") == "google/bert_model.ckpt"
+
+
+def test_initialize_from_a_keras_file(tmp_path):
+    source = randomized_pretrainer()
+    params = reference_bert.google_params_from_model(source)
+    source.save(tmp_path / "model.keras")
+    # The file, or the run directory holding it, into a pretrainer: every variable.
+    for path in (tmp_path / "model.keras", tmp_path):
+        pretrainer = BertPretrainer(BertEncoder(CHECKPOINT_TINY))
+        report = initialize_from_checkpoint(pretrainer, path)
+        assert report.source == str(tmp_path / "model.keras")
+        assert sorted(report.loaded) == ALL_NAMES
+        assert_holds(pretrainer, params, ALL_NAMES)
+    # Into an encoder: the pretrainer's encoder part.
+    encoder = BertEncoder(CHECKPOINT_TINY)
+    assert sorted(initialize_from_checkpoint(encoder, tmp_path / "model.keras").loaded) == \
+        ENCODER_NAMES
+    assert_holds(encoder, params, ENCODER_NAMES)
+    # A fine-tuning model's file gives its encoder.
+    classifier = bert_classifier(source.encoder, 2)
+    classifier.save(tmp_path / "classifier.keras")
+    encoder = BertEncoder(CHECKPOINT_TINY)
+    initialize_from_checkpoint(encoder, tmp_path / "classifier.keras")
+    assert_holds(encoder, params, ENCODER_NAMES)
+
+
+def test_initialize_from_a_google_checkpoint_prefix(tmp_path, checkpoint_params):
+    prefix = str(tmp_path / "bert_model.ckpt")
+    write_tf1_checkpoint(prefix, checkpoint_params)  # with Adam slots and global_step
+    pretrainer = BertPretrainer(BertEncoder(CHECKPOINT_TINY))
+    report = initialize_from_checkpoint(pretrainer, prefix)
+    assert sorted(report.loaded) == ALL_NAMES and "global_step" in report.skipped
+    assert_holds(pretrainer, checkpoint_params, ALL_NAMES)
+    encoder = BertEncoder(CHECKPOINT_TINY)
+    assert sorted(initialize_from_checkpoint(encoder, prefix).loaded) == ENCODER_NAMES
+    assert_holds(encoder, checkpoint_params, ENCODER_NAMES)
+
+
+def test_initialize_refuses_another_config_or_model_and_assigns_nothing(tmp_path):
+    randomized_pretrainer().save(tmp_path / "model.keras")
+    other = BertPretrainer(BertEncoder(CHECKPOINT_TINY.replace(intermediate_size=32)))
+    before = snapshot(other)
+    with pytest.raises(ValueError, match="model.keras was trained with config .*intermediate_size"
+                                         "=24.*; pass the same config and vocab"):
+        initialize_from_checkpoint(other, tmp_path / "model.keras")
+    assert_unchanged(other, before)
+
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(tmp_path / "dense.keras")
+    encoder = BertEncoder(CHECKPOINT_TINY)
+    with pytest.raises(ValueError, match="dense.keras holds a Sequential, not a BERT model"):
+        initialize_from_checkpoint(encoder, tmp_path / "dense.keras")

@@ -22,6 +22,8 @@ import os
 import random
 import re
 
+from keras_bert_min._checks import check_fraction, check_int
+
 FORMATS = ("auto", "bert", "prose")
 
 # A book without headings (or a very long chapter) is cut into documents of this many
@@ -321,10 +323,7 @@ def read_documents(paths_or_globs, format="auto",
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
-    if isinstance(max_document_sentences, bool) or not isinstance(max_document_sentences, int) \
-            or max_document_sentences < 1:
-        raise ValueError(
-            f"max_document_sentences must be a positive integer, got {max_document_sentences!r}.")
+    check_int("max_document_sentences", max_document_sentences)
     documents = []
     for path in expand_paths(paths_or_globs):
         documents.extend(read_file_documents(path, format, max_document_sentences))
@@ -356,9 +355,7 @@ def split_documents(documents, holdout_fraction, seed):
     >>> len(train), len(heldout)
     (3, 1)
     """
-    if isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, (int, float)) \
-            or not 0.0 <= holdout_fraction < 1.0:
-        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction!r}.")
+    check_fraction("holdout_fraction", holdout_fraction, high_open=True)
     count = len(documents)
     num_heldout = round(holdout_fraction * count)
     if holdout_fraction > 0:

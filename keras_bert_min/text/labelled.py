@@ -3,8 +3,9 @@
     read_columns        named columns of a CSV, TSV (GLUE's unquoted kind) or JSON-lines file
     classifier_dataset  texts (or text pairs) and labels -> batches of `(encoder inputs, labels)`,
                         tokenized once and cached, each batch cut to its longest example
-
-Label names become class ids in `keras_bert_min.finetuning.LabelMap`.
+    LabelMap            label names <-> class ids (sorted names; saved as labels.json)
+    read_splits         train / dev / test files -> their columns, class ids and the LabelMap
+    split_off_dev       a seeded random share of the training examples, as the dev split
 """
 
 import csv
@@ -14,6 +15,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_bert_min._checks import write_json
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 
@@ -152,3 +154,149 @@ def classifier_dataset(texts, labels, preprocessor, batch_size, text_pairs=None,
 def _trim_padding(inputs, labels):
     longest = tf.reduce_max(tf.reduce_sum(inputs["input_mask"], axis=1))
     return {name: value[:, :longest] for name, value in inputs.items()}, labels
+
+
+# --- train, dev and test splits -----------------------------------------------------------------
+
+SPLITS = ("train", "dev", "test")
+
+
+def read_splits(paths, text_column, label_column, text_pair_column=None, file_format=None,
+                dev_fraction=0.1, seed=12345):
+    """Reads the labelled files of a classification task and maps their labels to class ids:
+    every file error and every unknown label before any model is built.
+
+    Args:
+        paths: dict "train" (required), "dev", "test" -> a file (`read_columns`) or None.
+        text_column, label_column: the columns of the text and the label names.
+        text_pair_column: an optional column of a second text (segment B).
+        file_format: as `read_columns`.
+        dev_fraction: without a "dev" file, this share of train (drawn with `seed`) is dev.
+        seed: the seed of that draw.
+
+    Returns:
+        `(splits, labels)`: splits maps "train", "dev" and (with a file) "test" to dicts of
+        "texts", "labels" (names), "text_pairs" (None without a pair column) and "label_ids";
+        labels is the `LabelMap` of the training labels, at least two.
+
+    Example:
+    >>> splits, labels = read_splits({"train": "train.csv"}, "sentence", "label")
+    >>> sorted(splits), labels.names
+    (['dev', 'train'], ['0', '1'])
+    """
+    columns = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
+
+    def read(path):
+        values = read_columns(path, columns, file_format)
+        return {"texts": values[text_column], "labels": values[label_column],
+                "text_pairs": values[text_pair_column] if text_pair_column else None}
+
+    splits = {name: read(paths[name]) for name in SPLITS if paths.get(name)}
+    if "dev" not in splits:
+        splits["train"], splits["dev"] = split_off_dev(splits["train"], dev_fraction, seed)
+    splits = {name: splits[name] for name in SPLITS if name in splits}
+    labels = LabelMap.from_labels(splits["train"]["labels"])
+    if len(labels) < 2:
+        raise ValueError(f"The training data has the single label {labels.names}; a classifier "
+                         "needs two or more (check the label column).")
+    for name, split in splits.items():
+        where = paths.get(name) or f"the dev split of {paths['train']}"
+        split["label_ids"] = labels.encode(split["labels"], where=f"{where!r}")
+    return splits, labels
+
+
+def split_off_dev(train, fraction, seed):
+    """`(train, dev)`: a seeded random `fraction` of the examples of `train` (a dict of equally
+    long lists, or None values, as `read_splits` makes) as dev, the rest as train, each in the
+    original order. The same seed gives the same split; each side gets at least one example."""
+    size = len(train["texts"])
+    order = np.random.default_rng(seed).permutation(size)
+    dev_size = max(1, round(fraction * size))
+    if dev_size >= size:
+        raise ValueError(f"{size} training examples are too few to hold out a dev set; give a "
+                         "dev file or more data.")
+
+    def subset(indices):
+        return {key: None if value is None else [value[i] for i in sorted(indices)]
+                for key, value in train.items()}
+
+    return subset(order[dev_size:]), subset(order[:dev_size])
+
+
+# --- label names ---------------------------------------------------------------------------------
+
+class LabelMap:
+    """Label names to class ids and back: id i is the i-th of the sorted names.
+
+    Names sort as integers when they all are integers ("2" before "10"), else as strings, so
+    the same labels always get the same ids.
+
+    Args:
+        names: the label names, in id order, without repeats.
+
+    Example:
+    >>> labels = LabelMap.from_labels(["pos", "neg", "pos"])
+    >>> labels.names, labels.encode(["pos", "neg"]).tolist()
+    (['neg', 'pos'], [1, 0])
+    """
+
+    FILE_NAME = "labels.json"
+
+    def __init__(self, names):
+        names = [str(name) for name in names]
+        if not names:
+            raise ValueError("A LabelMap needs at least one label name.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"Label names repeat: {names}.")
+        self.names = names
+        self._ids = {name: i for i, name in enumerate(names)}
+
+    @classmethod
+    def from_labels(cls, labels):
+        """The sorted distinct names of `labels` (any iterable of str or int)."""
+        names = sorted({str(label) for label in labels})
+        if names and all(_is_int(name) for name in names):
+            names.sort(key=int)
+        return cls(names)
+
+    def __len__(self):
+        return len(self.names)
+
+    def __eq__(self, other):
+        return isinstance(other, LabelMap) and self.names == other.names
+
+    def encode(self, labels, where="the data"):
+        """Class ids of `labels`, an int32 array; a name not in the map is a ValueError."""
+        unknown = sorted({str(label) for label in labels} - set(self._ids))
+        if unknown:
+            raise ValueError(f"{where} has labels {unknown[:10]} that training never saw "
+                             f"(known: {self.names[:20]}); every label must occur in the "
+                             "training data.")
+        return np.array([self._ids[str(label)] for label in labels], dtype="int32")
+
+    def decode(self, ids):
+        """Label names of class ids."""
+        return [self.names[int(i)] for i in np.asarray(ids).reshape(-1)]
+
+    def save(self, path):
+        """Writes the names, id order, as a JSON list (to a temporary name, then renamed)."""
+        write_json(path, self.names)
+
+    @classmethod
+    def load(cls, path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No label file {path!r}; a fine-tuned classifier directory "
+                                    f"holds its label names as {cls.FILE_NAME}.")
+        with open(path, encoding="utf-8") as f:
+            names = json.load(f)
+        if not isinstance(names, list):
+            raise ValueError(f"{path!r} must hold a JSON list of label names, got {names!r:.80}.")
+        return cls(names)
+
+
+def _is_int(text):
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True

@@ -12,14 +12,18 @@ seed set (measured: the first batches of two identical runs differed). Here ever
 stateless function of a seed, and the pipeline gives batch i the seed (seed, input pipeline, i):
 a run's masks are a pure function of its seed, and a resumed run that skips the batches it has
 seen sees exactly the masks of an uninterrupted one.
+
+`pretraining_dataset_from_static_instances` batches instances masked once in Python instead
+(Google's static masking), in the same feature layout.
 """
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_bert_min.text.pretraining import (_check_fraction, _check_int, _check_lengths,
-                                             _pipelines)
+from keras_bert_min._checks import check_fraction, check_int
+from keras_bert_min.text.pretraining import (FEATURE_NAMES, check_lengths, input_pipelines,
+                                             instance_to_features)
 
 
 def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=0.15,
@@ -37,7 +41,7 @@ def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=
 
     Args:
         input_word_ids: int RaggedTensor [B, (tokens)], unpadded `[CLS] A [SEP] B [SEP]` rows.
-        vocab: a `PretrainingVocab`.
+        vocab: a `SpecialTokenIds`.
         max_predictions_per_seq, masked_lm_prob, do_whole_word_mask: as the static masking.
         seed: int tensor of shape [2]; the masks are a pure function of it and the ids. None
             draws one from TF's global random state.
@@ -47,14 +51,14 @@ def dynamic_mask(input_word_ids, vocab, max_predictions_per_seq, masked_lm_prob=
         [B, (predictions)] and [B, (predictions)]; positions ascending, int64.
 
     Example:
-    >>> vocab = PretrainingVocab(size=20, cls_id=1, sep_id=2, mask_id=3)
+    >>> vocab = SpecialTokenIds(size=20, cls_id=1, sep_id=2, mask_id=3)
     >>> ids = tf.ragged.constant([[1, 5, 6, 7, 2, 8, 2]])
     >>> _, positions, labels = dynamic_mask(ids, vocab, max_predictions_per_seq=4, seed=[1, 2])
     >>> positions.shape.as_list(), labels.shape.as_list()
     ([1, None], [1, None])
     """
-    _check_int("max_predictions_per_seq", max_predictions_per_seq, 1)
-    _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
+    check_int("max_predictions_per_seq", max_predictions_per_seq, 1)
+    check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
     if seed is None:
         seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
     selection_seed, values_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -162,7 +166,7 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
     Args:
         instances: unmasked `TrainingInstance`s (`create_training_instances(...,
             static_masking=False)`).
-        vocab: a `PretrainingVocab`.
+        vocab: a `SpecialTokenIds`.
         batch_size: examples per batch of this pipeline (per replica); the last partial batch
             is dropped so that every shape is static.
         seq_length, max_predictions_per_seq: S and P of the padded features.
@@ -182,8 +186,8 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
     >>> pairs = create_training_instances(docs, vocab, static_masking=False)  # doctest: +SKIP
     >>> dataset = pretraining_dataset_from_instances(pairs, vocab, 32, 128, 20)  # doctest: +SKIP
     """
-    _check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
-    _check_int("batch_size", batch_size, 1)
+    check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
+    check_int("batch_size", batch_size, 1)
     if any(instance.masked_lm_positions for instance in instances):
         raise ValueError("The instances are already masked; build them with "
                          "create_training_instances(..., static_masking=False) for dynamic "
@@ -192,7 +196,7 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
     if longest > seq_length:
         raise ValueError(f"An instance has {longest} tokens, more than seq_length={seq_length}; "
                          "pass the max_seq_length the instances were built with.")
-    num_pipelines, pipeline_id = _pipelines(input_context)
+    num_pipelines, pipeline_id = input_pipelines(input_context)
     if len(instances) // num_pipelines < batch_size:
         raise ValueError(
             f"{len(instances)} instances over {num_pipelines} input pipeline(s) do not fill one "
@@ -239,3 +243,35 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
 
     dataset = dataset.map(mask_and_pad, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def pretraining_dataset_from_static_instances(instances, batch_size, seq_length,
+                                              max_predictions_per_seq, shuffle_and_repeat=False,
+                                              seed=None, input_context=None, pad_id=0):
+    """A `tf.data.Dataset` of batched feature dicts whose masks were drawn once, in Python
+    (Google's static masking: `create_training_instances(..., static_masking=True)`).
+
+    Args:
+        instances: statically masked `TrainingInstance`s.
+        batch_size: examples per batch of this pipeline; the last partial batch is dropped.
+        seq_length, max_predictions_per_seq: S and P of the padded features.
+        shuffle_and_repeat: shuffle (with `seed`) and repeat forever, for training; off, each
+            example once in order, for evaluation.
+        seed: the shuffle's seed.
+        input_context: an optional `tf.distribute.InputContext`; pipeline p reads every
+            `num_input_pipelines`-th example from p.
+        pad_id: the `[PAD]` id.
+
+    Returns:
+        A dataset of `FEATURE_NAMES` dicts, as `pretraining_dataset_from_instances`.
+    """
+    check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
+    check_int("batch_size", batch_size)
+    features = [instance_to_features(instance, seq_length, max_predictions_per_seq, pad_id)
+                for instance in instances]
+    stacked = {name: np.stack([f[name] for f in features]) for name in FEATURE_NAMES}
+    dataset = tf.data.Dataset.from_tensor_slices(stacked)
+    dataset = dataset.shard(*input_pipelines(input_context))
+    if shuffle_and_repeat:
+        dataset = dataset.shuffle(len(features), seed=seed).repeat()
+    return dataset.batch(batch_size, drop_remainder=True)

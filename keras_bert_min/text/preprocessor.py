@@ -27,14 +27,17 @@ dotted capital I included, because `tf.strings.lower(..., encoding="utf-8")` app
 case mapping as `str.lower()` does.
 """
 
+import json
 import os
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as text
+import tensorflow_text as tf_text
 
+from keras_bert_min._checks import check_int, write_json
+from keras_bert_min.text.normalize import split_words
 from keras_bert_min.text.vocab import (CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, RESERVED_TOKENS, SEP_TOKEN,
-                                       UNK_TOKEN, read_vocab)
+                                       UNK_TOKEN, read_vocab, write_vocab)
 
 # Nothing here branches on tensor values, so AutoGraph has nothing to convert; skipping it
 # makes tracing inside a user's tf.function (or a tf.data map) several times faster.
@@ -43,15 +46,9 @@ _plain_tf = tf.autograph.experimental.do_not_convert
 # Google's WordpieceTokenizer turns a word of more characters than this into one [UNK].
 MAX_CHARS_PER_WORD = 200
 
-# Google's `_is_whitespace`, plus U+2028 and U+2029, on which its `str.split()` also splits.
-_WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
-# Google's `_clean_text` deletes these (\t \n \r were turned into spaces before).
-_DELETED = r"[\x00\x{FFFD}\p{Cc}\p{Cf}]"
-# Google's `_is_punctuation`: all non-alphanumeric ASCII, and every Unicode P* category.
-_PUNCTUATION = r"[!-/:-@\[-`{-~\p{P}]"
-# Google's `_is_chinese_char`: the CJK Unified Ideographs blocks and compatibility ideographs.
-_CJK = (r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
-        r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]")
+# What `BertPreprocessor.save` writes into a directory.
+VOCAB_FILE = "vocab.txt"
+SETTINGS_FILE = "preprocessor.json"
 
 # `pack(padding=...)`: pad to seq_length, or to the batch's longest example.
 PADDING_MODES = ("max_length", "longest")
@@ -65,50 +62,6 @@ SERVING_SAFE_TF_TEXT_OPS = frozenset({
     "NormalizeUTF8",                      # normalize_utf8
     "CaseFoldUTF8",                       # case_fold_utf8
 })
-
-
-def normalize_text(strings, lower_case=True):
-    """Google's `_clean_text`, and with `lower_case` its lower-casing and accent stripping.
-
-    Args:
-        strings: tf.string tensor of any shape.
-        lower_case: lower-case, NFD-decompose and drop combining marks (Mn).
-
-    Returns:
-        tf.string tensor of the same shape.
-
-    Example:
-    >>> normalize_text(tf.constant(["Café\\u200b au\\tLAIT"])).numpy()
-    array([b'cafe au lait'], dtype=object)
-    """
-    # Google decodes bytes with errors="ignore": invalid UTF-8 bytes vanish.
-    strings = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="ignore")
-    strings = tf.strings.regex_replace(strings, _WHITESPACE, " ")
-    strings = tf.strings.regex_replace(strings, _DELETED, "")
-    if lower_case:
-        strings = tf.strings.lower(strings, encoding="utf-8")
-        strings = text.normalize_utf8(strings, "NFD")
-        strings = tf.strings.regex_replace(strings, r"\p{Mn}", "")
-    return strings
-
-
-def split_words(strings, lower_case=True):
-    """Google's `BasicTokenizer`: normalised words, punctuation and CJK characters on their own.
-
-    Args:
-        strings: tf.string tensor [B].
-        lower_case: as in `normalize_text`.
-
-    Returns:
-        tf.string RaggedTensor [B, (words)].
-
-    Example:
-    >>> split_words(tf.constant(["Hello, world!"])).to_list()
-    [[b'hello', b',', b'world', b'!']]
-    """
-    strings = normalize_text(strings, lower_case)
-    return text.regex_split(strings, delim_regex_pattern=f" +|{_PUNCTUATION}|{_CJK}",
-                            keep_delim_regex_pattern=f"{_PUNCTUATION}|{_CJK}")
 
 
 def pair_truncation_lengths(len_a, len_b, budget):
@@ -160,9 +113,7 @@ class BertPreprocessor(tf.Module):
 
     def __init__(self, vocab_file, seq_length, lower_case=True, name="bert_preprocessor"):
         super().__init__(name=name)
-        if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 3:
-            raise ValueError(f"seq_length must be an int >= 3 to hold [CLS] and two [SEP] "
-                             f"tokens, got {seq_length!r}.")
+        check_int("seq_length", seq_length, 3, hint=" to hold [CLS] and two [SEP] tokens")
         if not isinstance(lower_case, bool):
             raise ValueError(f"lower_case must be True or False, got {lower_case!r}.")
         self._vocab_file = os.fspath(vocab_file)
@@ -178,7 +129,7 @@ class BertPreprocessor(tf.Module):
             tf.lookup.KeyValueTensorInitializer(vocab, tf.range(len(vocab), dtype=tf.int64)),
             default_value=-1)
         longest_piece = max(len(token.removeprefix("##")) for token in vocab)
-        self._wordpiece = text.WordpieceTokenizer(
+        self._wordpiece = tf_text.WordpieceTokenizer(
             self.vocab_table,
             token_out_type=tf.int32,
             unknown_token=UNK_TOKEN,
@@ -230,6 +181,55 @@ class BertPreprocessor(tf.Module):
     def get_config(self):
         return {"vocab_file": self._vocab_file, "seq_length": self._seq_length,
                 "lower_case": self._lower_case}
+
+    # --- saving and loading ------------------------------------------------------------------
+
+    def save(self, directory):
+        """Writes `vocab.txt` and `preprocessor.json` (`{"seq_length", "lower_case"}`) into
+        `directory` (created if missing), each file atomically; `load` reads them back."""
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        write_vocab(self.vocab, os.path.join(directory, VOCAB_FILE))
+        write_json(os.path.join(directory, SETTINGS_FILE),
+                   {"seq_length": self._seq_length, "lower_case": self._lower_case})
+        return directory
+
+    @staticmethod
+    def read_settings(directory):
+        """The dict of `preprocessor.json` in `directory` (`seq_length`, `lower_case`)."""
+        path = os.path.join(os.fspath(directory), SETTINGS_FILE)
+        with open(path, encoding="utf-8") as f:
+            try:
+                settings = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path!r} is not valid JSON ({e}); fix or delete it.") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"{path!r} must hold a JSON object with seq_length and "
+                             f"lower_case, got {settings!r:.80}.")
+        return settings
+
+    @classmethod
+    def load(cls, directory, seq_length=None, lower_case=None):
+        """The preprocessor `save` wrote into `directory`; `seq_length` or `lower_case`, when
+        given, override the saved settings (they are required when there is no
+        `preprocessor.json`, as next to Google's or Hugging Face's vocab.txt).
+
+        Example:
+        >>> preprocessor = BertPreprocessor.load("runs/classifier")
+        """
+        directory = os.fspath(directory)
+        vocab_file = os.path.join(directory, VOCAB_FILE)
+        if not os.path.isfile(vocab_file):
+            raise FileNotFoundError(f"No {VOCAB_FILE} in {directory!r}; pass the directory "
+                                    "BertPreprocessor.save (or save_pretrained) wrote.")
+        settings = (cls.read_settings(directory)
+                    if os.path.isfile(os.path.join(directory, SETTINGS_FILE)) else {})
+        seq_length = settings.get("seq_length") if seq_length is None else seq_length
+        lower_case = settings.get("lower_case") if lower_case is None else lower_case
+        if seq_length is None or lower_case is None:
+            raise ValueError(f"{directory!r} has no {SETTINGS_FILE} with seq_length and "
+                             "lower_case; pass both.")
+        return cls(vocab_file, seq_length, lower_case=lower_case)
 
     # --- text to ids ---------------------------------------------------------------------------
 

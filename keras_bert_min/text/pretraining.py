@@ -12,7 +12,7 @@ the same instances as Google's script (with ids in place of token strings). Dyna
 `mask_language_model` with the same rate, cap, 80/10/10 split and special tokens; see
 `masking.dynamic_mask` for the small differences.
 
-Every example becomes the flat feature dict of DESIGN.md (`FEATURE_NAMES`), padded to static
+Every example becomes the flat feature dict of docs/design.md (`FEATURE_NAMES`), padded to static
 shapes: `input_word_ids`, `input_mask`, `input_type_ids` [S], `masked_lm_positions`,
 `masked_lm_ids` [P] and float32 `masked_lm_weights` [P] (1.0 on predictions, 0.0 on padding),
 and `next_sentence_labels` [1] (1 when B is a random sentence, Google's convention).
@@ -25,6 +25,8 @@ import random
 import numpy as np
 import tensorflow as tf
 
+from keras_bert_min._checks import check_fraction, check_int
+
 FEATURE_NAMES = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
                  "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
@@ -33,7 +35,7 @@ MIN_SEQ_LENGTH = 5
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainingVocab:
+class SpecialTokenIds:
     """What pretraining needs to know about a WordPiece vocabulary.
 
     Args:
@@ -42,7 +44,7 @@ class PretrainingVocab:
         subword_ids: ids of the `##` continuation pieces, for whole-word masking.
 
     Example:
-    >>> vocab = PretrainingVocab.from_tokens(["[PAD]", "[CLS]", "[SEP]", "[MASK]", "un", "##able"])
+    >>> vocab = SpecialTokenIds.from_tokens(["[PAD]", "[CLS]", "[SEP]", "[MASK]", "un", "##able"])
     >>> vocab.cls_id, vocab.subword_ids
     (1, frozenset({5}))
     """
@@ -107,7 +109,7 @@ def tokenize_documents(documents, preprocessor, batch_size=1024):
     >>> tokenize_documents([["Hello world."]], preprocessor)  # doctest: +SKIP
     [[[7592, 2088, 1012]]]
     """
-    _check_int("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1)
     sentences = [sentence for document in documents for sentence in document]
     ids = []
     for start in range(0, len(sentences), batch_size):
@@ -136,7 +138,7 @@ def create_training_instances(documents, vocab, max_seq_length=128, max_predicti
 
     Args:
         documents: list of documents, each a list of sentences, each a list of int token ids.
-        vocab: a `PretrainingVocab`.
+        vocab: a `SpecialTokenIds`.
         max_seq_length: length of `[CLS] A [SEP] B [SEP]`, at least 5.
         max_predictions_per_seq: cap on the masked positions of one sequence.
         masked_lm_prob: share of the tokens to predict.
@@ -151,16 +153,16 @@ def create_training_instances(documents, vocab, max_seq_length=128, max_predicti
         A list of `TrainingInstance`.
 
     Example:
-    >>> vocab = PretrainingVocab(size=20, cls_id=1, sep_id=2, mask_id=3)
+    >>> vocab = SpecialTokenIds(size=20, cls_id=1, sep_id=2, mask_id=3)
     >>> docs = [[[5, 6], [7, 8, 9]], [[10, 11], [12]]]
     >>> instances = create_training_instances(docs, vocab, max_seq_length=16, dupe_factor=1)
     >>> instances[0].tokens[0] == vocab.cls_id
     True
     """
-    _check_lengths(max_seq_length, max_predictions_per_seq)
-    _check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
-    _check_fraction("short_seq_prob", short_seq_prob)
-    _check_int("dupe_factor", dupe_factor, 1)
+    check_lengths(max_seq_length, max_predictions_per_seq)
+    check_fraction("masked_lm_prob", masked_lm_prob, low_open=True)
+    check_fraction("short_seq_prob", short_seq_prob)
+    check_int("dupe_factor", dupe_factor, 1)
     all_documents = _clean_documents(documents, vocab)
     rng = random.Random(seed)
     rng.shuffle(all_documents)
@@ -194,7 +196,7 @@ def create_instances_from_document(all_documents, document_index, max_seq_length
         all_documents: the cleaned documents (lists of non-empty sentences of ids).
         document_index: which document to pair.
         max_seq_length, short_seq_prob: as `create_training_instances`.
-        vocab: a `PretrainingVocab`.
+        vocab: a `SpecialTokenIds`.
         rng: the `random.Random` shared by the whole run.
         mask_fn: `mask_fn(tokens, rng) -> (tokens, positions, ids)` or None for no masking.
     """
@@ -273,7 +275,7 @@ def create_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq
         `(masked_tokens, positions, original_ids)`, positions ascending.
 
     Example:
-    >>> vocab = PretrainingVocab(size=20, cls_id=1, sep_id=2, mask_id=3)
+    >>> vocab = SpecialTokenIds(size=20, cls_id=1, sep_id=2, mask_id=3)
     >>> _, positions, ids = create_masked_lm_predictions(
     ...     [1, 5, 6, 2, 7, 2], 0.15, 20, vocab, random.Random(0))
     >>> len(positions), ids == [[1, 5, 6, 2, 7, 2][p] for p in positions]
@@ -344,29 +346,19 @@ def instance_to_features(instance, seq_length, max_predictions_per_seq, pad_id=0
 
 # --- checks -----------------------------------------------------------------------------------
 
-def _pipelines(input_context):
+def input_pipelines(input_context):
+    """(number of input pipelines, this pipeline's id) of a `tf.distribute.InputContext`."""
     if input_context is None:
         return 1, 0
     return input_context.num_input_pipelines, input_context.input_pipeline_id
 
 
-def _check_int(name, value, minimum, hint=""):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}{hint}, got {value!r}.")
-
-
-def _check_lengths(max_seq_length, max_predictions_per_seq, name="max_seq_length"):
-    _check_int(name, max_seq_length, MIN_SEQ_LENGTH,
-               " ([CLS] A [SEP] B [SEP] with a token in each segment)")
-    _check_int("max_predictions_per_seq", max_predictions_per_seq, 1,
-               " (Google uses 20 for 128 tokens)")
-
-
-def _check_fraction(name, value, low_open=False):
-    number = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not number or not (value > 0.0 if low_open else value >= 0.0) or value > 1.0:
-        interval = "(0, 1]" if low_open else "[0, 1]"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}.")
+def check_lengths(max_seq_length, max_predictions_per_seq, name="max_seq_length"):
+    """The sequence and prediction lengths of pretraining examples, checked."""
+    check_int(name, max_seq_length, MIN_SEQ_LENGTH,
+              hint=" ([CLS] A [SEP] B [SEP] with a token in each segment)")
+    check_int("max_predictions_per_seq", max_predictions_per_seq,
+              hint=" (Google uses 20 for 128 tokens)")
 
 
 def _clean_documents(documents, vocab):

@@ -8,7 +8,7 @@ by Google's script train here unchanged and ours train there:
     masked_lm_weights [P]  next_sentence_labels [1]
 
 Reading renames them to the feature dict of `pretraining.FEATURE_NAMES` and casts to int32.
-Writing is atomic: shards are written under `.incomplete` names and renamed only once all
+Writing is atomic: shards are written under `.partial` names and renamed only once all
 of them are complete, so an interrupted run leaves nothing that looks finished.
 """
 
@@ -16,8 +16,11 @@ import os
 
 import tensorflow as tf
 
-from keras_bert_min.text.pretraining import (PretrainingVocab, _check_int, _check_lengths,
-                                             _pipelines, create_training_instances,
+from keras_bert_min._checks import PARTIAL_SUFFIX, check_int
+from keras_bert_min.text.corpus import read_documents
+from keras_bert_min.text.preprocessor import BertPreprocessor
+from keras_bert_min.text.pretraining import (SpecialTokenIds, check_lengths,
+                                             create_training_instances, input_pipelines,
                                              instance_to_features, tokenize_documents)
 
 # Our feature name -> the name in Google's files.
@@ -30,12 +33,14 @@ GOOGLE_FEATURE_NAMES = {
     "masked_lm_weights": "masked_lm_weights",
     "next_sentence_labels": "next_sentence_labels",
 }
-INCOMPLETE_SUFFIX = ".incomplete"
+# The package's one name for unfinished output (`_checks.PARTIAL_SUFFIX`); the shards are
+# written with tf.io.gfile (any TF file system, e.g. gs://), so not through `_checks`' local files.
+INCOMPLETE_SUFFIX = PARTIAL_SUFFIX
 
 
 def shard_paths(output_prefix, num_shards):
     """The file names of a sharded write: `{prefix}-00000-of-00004.tfrecord`, ..."""
-    _check_int("num_shards", num_shards, 1)
+    check_int("num_shards", num_shards, 1)
     return [f"{output_prefix}-{index:05d}-of-{num_shards:05d}.tfrecord"
             for index in range(num_shards)]
 
@@ -73,7 +78,7 @@ def write_instances(instances, output_prefix, seq_length, max_predictions_per_se
     >>> write_instances(instances, "/tmp/wiki", 128, 20, num_shards=4)  # doctest: +SKIP
     ['/tmp/wiki-00000-of-00004.tfrecord', ...]
     """
-    _check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
+    check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
     paths = shard_paths(output_prefix, num_shards)
     directory = os.path.dirname(output_prefix)
     if directory:
@@ -119,12 +124,8 @@ def write_pretraining_data(corpus_paths, vocab_file, output_prefix, max_seq_leng
     Example:
     >>> write_pretraining_data("corpus/*.txt", "vocab.txt", "out/train")  # doctest: +SKIP
     """
-    # Imported here so that this module does not need the tokenizer to read and write files.
-    from keras_bert_min.text.corpus import read_documents
-    from keras_bert_min.text.preprocessor import BertPreprocessor
-
     preprocessor = BertPreprocessor(vocab_file, max_seq_length, lower_case=lower_case)
-    vocab = PretrainingVocab.from_preprocessor(preprocessor)
+    vocab = SpecialTokenIds.from_preprocessor(preprocessor)
     documents = tokenize_documents(read_documents(corpus_paths), preprocessor)
     instances = create_training_instances(
         documents, vocab, max_seq_length, max_predictions_per_seq, masked_lm_prob,
@@ -195,10 +196,10 @@ def pretraining_dataset_from_tfrecords(file_patterns, batch_size, seq_length,
     Example:
     >>> dataset = pretraining_dataset_from_tfrecords("out/train-*", 32, 128, 20)  # doctest: +SKIP
     """
-    _check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
-    _check_int("batch_size", batch_size, 1)
+    check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
+    check_int("batch_size", batch_size, 1)
     files = match_files(file_patterns)
-    num_pipelines, pipeline_id = _pipelines(input_context)
+    num_pipelines, pipeline_id = input_pipelines(input_context)
     if len(files) < num_pipelines:
         raise ValueError(
             f"{len(files)} file(s) cannot be shared by {num_pipelines} input pipelines; each "

@@ -12,11 +12,13 @@ produced by the tokenizer.
 
 import collections
 import os
-import tempfile
 
 import tensorflow as tf
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 from tqdm import tqdm
+
+from keras_bert_min._checks import atomic_file, check_int
+from keras_bert_min.text.normalize import split_words
 
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 # The special tokens every vocab must hold, in the order learn_vocab puts them (so [PAD] is
@@ -90,19 +92,9 @@ def write_vocab(tokens, path):
             raise ValueError(f"Vocab token {index} {token!r} has surrounding whitespace or a "
                              "newline, so it would not read back the same; remove them.")
     _check_tokens(tokens, "The vocab to write")
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    # Write next to the target, then rename: os.replace is atomic on one file system.
-    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                                    dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for token in tokens:
-                f.write(token + "\n")
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
+    with atomic_file(path, newline="\n") as f:
+        for token in tokens:
+            f.write(token + "\n")
 
 
 def _check_tokens(tokens, source):
@@ -165,9 +157,8 @@ def learn_vocab(texts_or_files, vocab_size, lower_case=True, *, batch_size=1024,
     >>> vocab[:5]
     ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(RESERVED_TOKENS):
-        raise ValueError(f"vocab_size must be an int larger than the {len(RESERVED_TOKENS)} "
-                         f"reserved tokens, got {vocab_size!r}.")
+    check_int("vocab_size", vocab_size, len(RESERVED_TOKENS) + 1,
+              hint=f" (more than the {len(RESERVED_TOKENS)} reserved tokens)")
     dataset, total_bytes = _text_dataset(texts_or_files)
     word_counts = _count_words(dataset, lower_case, batch_size, total_bytes, progress)
     if not word_counts:
@@ -254,9 +245,6 @@ def _check_files_exist(files):
 
 
 def _count_words(dataset, lower_case, batch_size, total_bytes, progress):
-    # The preprocessor imports this module for read_vocab, so import it here, not at the top.
-    from keras_bert_min.text.preprocessor import split_words
-
     def words_and_size(texts):
         # + 1 per text for the newline a text file spends on each line (progress only).
         return split_words(texts, lower_case), tf.reduce_sum(tf.strings.length(texts) + 1)

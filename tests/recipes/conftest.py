@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory):
     """The first chapters of a real Gutenberg book (fetched into the cache) and a 1k vocab."""
-    from keras_bert_min.datasets import fetch_gutenberg
+    from keras_bert_min.corpora import fetch_gutenberg
     from keras_bert_min.text.vocab import learn_vocab, write_vocab
 
     directory = tmp_path_factory.mktemp("corpus")
@@ -24,6 +24,21 @@ def small_corpus(tmp_path_factory):
     vocab = directory / "vocab.txt"
     write_vocab(learn_vocab([str(corpus)], 1000, progress=False), str(vocab))
     return str(corpus), str(vocab)
+
+
+def recipe_error(capsys, function, argv):
+    """Calls a recipe's `main` (or `parse_args`) on `argv` as its `__main__` does, through
+    `keras_bert_min.cli.run`, expecting it to fail: checks exit code 2 and one `error:` line on
+    stderr, and returns that line's message."""
+    from keras_bert_min import cli
+
+    capsys.readouterr()  # what came before is not this call's
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(function, argv)
+    assert exit_info.value.code == 2, exit_info.value.code
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, errors
+    return errors[0][len("error: "):]
 
 
 def run_recipe(script, args, env=None, check=True, timeout=600):

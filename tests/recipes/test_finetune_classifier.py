@@ -3,13 +3,17 @@
 import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 
 from keras_bert_min.config import BertConfig
-from keras_bert_min.models import BertClassifier, bert_classifier, bert_encoder
-from tests.recipes.conftest import REPO, run_recipe
+from keras_bert_min.models import bert_encoder
+from keras_bert_min.pretrained import read_run_files
+from keras_bert_min.tasks import BertClassifier, bert_classifier
+from keras_bert_min.text.labelled import split_off_dev
+from tests.recipes.conftest import REPO, recipe_error, run_recipe
 
 WORDS = {"pos": ["good", "great", "excellent"], "neg": ["bad", "awful", "terrible"]}
 FILLER = ["the", "movie", "was", "really", "plot", "acting"]
@@ -69,16 +73,17 @@ def recipe_args(files, output_dir, **overrides):
             for item in (f"--{name}", value)]
 
 
-def test_end_to_end_writes_the_output_directory(files, tmp_path):
+def test_end_to_end_writes_the_output_directory(files, tmp_path, capsys):
     out = tmp_path / "run"
     result = run_recipe("finetune_classifier.py", recipe_args(files, out))
     assert f"Outputs in {out}" in result.stdout
     assert not os.path.exists(f"{out}.partial")
 
     assert (out / "vocab.txt").read_text() == "\n".join(VOCAB) + "\n"
-    assert json.loads((out / "preprocessor.json").read_text()) == {"seq_length": 16,
-                                                                   "lower_case": True}
+    assert (out / "preprocessor.json").read_text() == '{"seq_length": 16, "lower_case": true}'
     assert json.loads((out / "labels.json").read_text()) == ["neg", "pos"]
+    run = read_run_files(out)  # as recipes/export.py --train_dir reads it
+    assert (run.seq_length, run.lower_case, run.labels.names) == (16, True, ["neg", "pos"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["dev_accuracy_per_epoch"]) == 2
     assert metrics["dev_accuracy"] == pytest.approx(max(metrics["dev_accuracy_per_epoch"]),
@@ -94,61 +99,64 @@ def test_end_to_end_writes_the_output_directory(files, tmp_path):
     assert isinstance(classifier, BertClassifier) and classifier.num_classes == 2
 
     # A finished run is not overwritten.
-    with pytest.raises(SystemExit, match="already holds a finished run"):
-        load_recipe().main(recipe_args(files, out))
+    assert "already holds a finished run" in recipe_error(capsys, load_recipe().main,
+                                                          recipe_args(files, out))
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
-def expect_refusal(files, tmp_path, message, **overrides):
-    """main() stops with `message` before any output (so before training) is written."""
+def expect_refusal(files, tmp_path, capsys, message, **overrides):
+    """main() stops with `message` (one `error:` line, exit code 2) before any output (so before
+    training) is written."""
     out = tmp_path / "run"
-    with pytest.raises(SystemExit, match=message):
-        load_recipe().main(recipe_args(files, out, **overrides))
+    assert re.search(message, recipe_error(capsys, load_recipe().main,
+                                           recipe_args(files, out, **overrides)))
     assert not os.path.exists(out) and not os.path.exists(f"{out}.partial")
 
 
-def test_missing_column_is_refused(files, tmp_path):
-    expect_refusal(files, tmp_path, r"has no column 'review'.*columns are \['sentiment', 'text'\]",
+def test_missing_column_is_refused(files, tmp_path, capsys):
+    expect_refusal(files, tmp_path, capsys,
+                   r"has no column 'review'.*columns are \['sentiment', 'text'\]",
                    text_column="review")
 
 
-def test_empty_file_is_refused(files, tmp_path):
+def test_empty_file_is_refused(files, tmp_path, capsys):
     empty = write_csv(tmp_path / "empty.csv", [])
-    expect_refusal(files, tmp_path, "empty.csv' holds no examples", train=empty)
+    expect_refusal(files, tmp_path, capsys, "empty.csv' holds no examples", train=empty)
 
 
 @pytest.mark.parametrize("split", ["dev", "test"])
-def test_labels_unseen_in_training_are_refused(files, tmp_path, split):
+def test_labels_unseen_in_training_are_refused(files, tmp_path, capsys, split):
     odd = write_csv(tmp_path / f"{split}.csv", [("the plot", "neg"), ("the movie", "mixed")])
-    expect_refusal(files, tmp_path, rf"{split}.csv' has labels \['mixed'\] that training never "
-                                    "saw", **{split: odd})
+    expect_refusal(files, tmp_path, capsys,
+                   rf"{split}.csv' has labels \['mixed'\] that training never saw", **{split: odd})
 
 
-def test_single_label_is_refused(files, tmp_path):
+def test_single_label_is_refused(files, tmp_path, capsys):
     one = write_csv(tmp_path / "one.csv", [("good movie", "pos")] * 12)
-    expect_refusal(files, tmp_path, r"single label \['pos'\]", train=one, dev=None, test=None)
+    expect_refusal(files, tmp_path, capsys, r"single label \['pos'\]", train=one, dev=None,
+                   test=None)
 
 
-def test_classifier_init_with_other_class_count_is_refused(files, tmp_path):
-    expect_refusal(files, tmp_path, "classifier of 3 classes, but the training data has 2 labels",
+def test_classifier_init_with_other_class_count_is_refused(files, tmp_path, capsys):
+    expect_refusal(files, tmp_path, capsys,
+                   "classifier of 3 classes, but the training data has 2 labels",
                    init=files["init_3_classes"])
 
 
-def test_bad_flags_are_refused(files, tmp_path):
-    expect_refusal(files, tmp_path, "no full batch of --batch_size 64", batch_size="64")
-    expect_refusal(files, tmp_path, "--dev_fraction must be in", dev_fraction="1.5")
-    expect_refusal(files, tmp_path, "is not a directory", init=str(tmp_path / "nowhere"))
+def test_bad_flags_are_refused(files, tmp_path, capsys):
+    expect_refusal(files, tmp_path, capsys, "no full batch of --batch_size 64", batch_size="64")
+    expect_refusal(files, tmp_path, capsys, "--dev_fraction must be in", dev_fraction="1.5")
+    expect_refusal(files, tmp_path, capsys, "is not a directory", init=str(tmp_path / "nowhere"))
 
 
 def test_dev_split_is_seeded_and_disjoint():
-    recipe = load_recipe()
     train = {"texts": [f"text {i}" for i in range(50)], "labels": ["a", "b"] * 25,
              "text_pairs": None}
-    kept, dev = recipe.split_off_dev(train, 0.2, seed=3)
+    kept, dev = split_off_dev(train, 0.2, seed=3)
     assert len(dev["texts"]) == 10 and len(kept["texts"]) == 40
     assert sorted(kept["texts"] + dev["texts"]) == sorted(train["texts"])
-    assert recipe.split_off_dev(train, 0.2, seed=3) == (kept, dev)
-    assert recipe.split_off_dev(train, 0.2, seed=4)[1] != dev
+    assert split_off_dev(train, 0.2, seed=3) == (kept, dev)
+    assert split_off_dev(train, 0.2, seed=4)[1] != dev
     # Rows stay aligned: each text keeps its label.
     assert all(train["labels"][int(t.split()[1])] == label
                for t, label in zip(dev["texts"], dev["labels"]))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 import keras
 
 import keras_bert_min as kbm
-from tests.recipes.conftest import REPO, run_recipe
+from tests.recipes.conftest import REPO, recipe_error, run_recipe
 
 SMALL = ["--config", "tiny", "--seq_length", "32", "--max_predictions_per_seq", "5",
          "--batch_size", "8", "--dupe_factor", "1", "--heldout_fraction", "0.1"]
@@ -44,6 +45,10 @@ def test_end_to_end_on_a_real_book(small_corpus, tmp_path):
                  "checkpoints/step-40/bert_model.ckpt.index", "export/1/saved_model.pb"):
         assert (out / name).exists(), name
     assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
+    assert (out / "vocab.txt").read_bytes() == (out / "google" / "vocab.txt").read_bytes() \
+        == open(vocab, "rb").read()
+    assert (out / "preprocessor.json").read_text() == '{"seq_length": 32, "lower_case": true}'
+    assert not list(out.rglob("*.partial"))
     assert "[MASK] at" in result.stdout and "Outputs in" in result.stdout
     # The Google-layout checkpoint loads into a fresh pretrainer with the same numbers.
     reloaded = keras.saving.load_model(str(out / "model.keras"))
@@ -86,13 +91,19 @@ def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path, masking)
 
     out = tmp_path / "killed"
     metadata = out / "backup" / "worker-0" / "training_metadata.json"
+
+    def backed_up_twice():
+        # The moment Keras' metadata names the second backup: training.BackupAndRestore wrote
+        # that epoch's dropout-generator states before it, so any kill from here resumes exactly.
+        return metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2
+
     process = subprocess.Popen(
         [sys.executable, os.path.join(REPO, "recipes", "pretrain.py"),
          *recipe_args(corpus, vocab, out, *extra)], cwd=REPO, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+        if backed_up_twice():
             break
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
@@ -146,13 +157,13 @@ def test_two_workers_train_together(small_corpus, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--steps", "0"], "--steps must be positive"),
+    (["--steps", "0"], "--steps must be an integer of at least 1"),
     (["--corpus", "/nonexistent/*.txt"], "/nonexistent"),
     (["--strategy", "mirrored", "--batch_size", "3"], "must be a positive multiple of the number "
                                                        "of replicas \\(2\\)"),
     (["--config", "enormous"], "Unknown BERT preset 'enormous'"),
 ])
-def test_bad_input_fails_before_training(small_corpus, tmp_path, extra, message):
+def test_bad_input_fails_before_training(small_corpus, tmp_path, capsys, extra, message):
     import recipes.pretrain as recipe  # in-process: the two logical CPUs of conftest exist here
 
     corpus, vocab = small_corpus
@@ -162,38 +173,38 @@ def test_bad_input_fails_before_training(small_corpus, tmp_path, extra, message)
             args[args.index(flag) + 1] = value
         else:
             args += [flag, value]
-    with pytest.raises((SystemExit, ValueError, FileNotFoundError), match=message):
-        recipe.main(args)
+    assert re.search(message, recipe_error(capsys, recipe.main, args))
     assert not (tmp_path / "bad" / "model.keras").exists()
 
 
-def test_init_checkpoint_is_checked_with_the_arguments(tmp_path):
+def test_init_checkpoint_is_checked_with_the_arguments(tmp_path, capsys):
     import recipes.pretrain as recipe
 
     # A run directory stands for its model.keras.
-    with pytest.raises(SystemExit, match=f"--init_checkpoint {tmp_path}/model.keras does not"):
-        recipe.parse_args(["--init_checkpoint", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--init_checkpoint /nonexistent/bert_model.ckpt does"):
-        recipe.parse_args(["--init_checkpoint", "/nonexistent/bert_model.ckpt"])
+    assert recipe_error(capsys, recipe.parse_args, ["--init_checkpoint", str(tmp_path)]) \
+        .startswith(f"--init_checkpoint {tmp_path}/model.keras does not")
+    assert recipe_error(capsys, recipe.parse_args, [
+        "--init_checkpoint", "/nonexistent/bert_model.ckpt"]).startswith(
+        "--init_checkpoint /nonexistent/bert_model.ckpt does")
 
 
-def test_corpus_too_small_for_one_batch(small_corpus, tmp_path):
+def test_corpus_too_small_for_one_batch(small_corpus, tmp_path, capsys):
     import recipes.pretrain as recipe
 
     _, vocab = small_corpus
     tiny = tmp_path / "tiny.txt"
     tiny.write_text("".join(f"Document {i} starts here.\nIt ends here.\n\n" for i in range(6)))
-    with pytest.raises(SystemExit, match="the corpus gives \\d+ examples, fewer than one batch"):
-        recipe.main(recipe_args(str(tiny), vocab, tmp_path / "out", "--heldout_fraction", "0.2"))
+    assert re.search("the corpus gives \\d+ examples, fewer than one batch", recipe_error(
+        capsys, recipe.main, recipe_args(str(tiny), vocab, tmp_path / "out",
+                                         "--heldout_fraction", "0.2")))
 
 
-def test_init_checkpoint_from_another_config_is_refused(small_corpus, tmp_path):
+def test_init_checkpoint_from_another_config_is_refused(small_corpus, tmp_path, capsys):
     import recipes.pretrain as recipe
 
     corpus, vocab = small_corpus
     other = kbm.bert_pretrainer(kbm.BertConfig.from_preset(
         "mini", vocab_size=len(open(vocab, encoding="utf-8").read().splitlines())))
     other.save(str(tmp_path / "other.keras"))
-    with pytest.raises(SystemExit, match="was trained with config"):
-        recipe.main(recipe_args(corpus, vocab, tmp_path / "out", "--init_checkpoint",
-                                str(tmp_path / "other.keras")))
+    assert "was trained with config" in recipe_error(capsys, recipe.main, recipe_args(
+        corpus, vocab, tmp_path / "out", "--init_checkpoint", str(tmp_path / "other.keras")))

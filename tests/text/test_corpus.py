@@ -270,7 +270,7 @@ def test_bad_arguments(tmp_path):
     path = write(tmp_path / "a.txt", "Hi there.\n")
     with pytest.raises(ValueError, match="format must be one of"):
         read_documents(path, format="wiki")
-    with pytest.raises(ValueError, match="max_document_sentences must be a positive integer"):
+    with pytest.raises(ValueError, match="max_document_sentences must be an integer of at least 1"):
         read_documents(path, max_document_sentences=0)
 
 

@@ -1,25 +1,23 @@
-"""Labelled text files and the classifier pipeline (keras_bert_min.text.labelled).
+"""Labelled text files, label names and the classifier pipeline (keras_bert_min.text.labelled).
 
-References are hand-written: file contents with the columns they must give, and the ids, type ids
-and masks of a packed pair batch.
+References are hand-written: file contents with the columns they must give, label names in the
+order they must get, and the ids, type ids and masks of a packed pair batch.
 """
+
+import json
 
 import pytest
 
-from keras_bert_min.text.labelled import classifier_dataset, read_columns
-from tests import test_finetuning
-from tests.test_finetuning import VOCAB
-
-# test_finetuning.py's fixtures, bound here so that pytest finds them (each module builds its own).
-vocab_file = test_finetuning.vocab_file
-preprocessor = test_finetuning.preprocessor
+from keras_bert_min.text.labelled import LabelMap, classifier_dataset, read_columns
+from tests.fixtures import TASK_VOCAB
 
 
-def test_pairs_get_segment_b_type_ids(preprocessor):
-    data = classifier_dataset(["good movie", "bad"], [1, 0], preprocessor, 2,
+def test_pairs_get_segment_b_type_ids(task_preprocessor):
+    # task_preprocessor: TASK_VOCAB, 16 positions (tests/fixtures.py).
+    data = classifier_dataset(["good movie", "bad"], [1, 0], task_preprocessor, 2,
                               text_pairs=["awful plot", "the story was great"])
     x, y = next(iter(data))
-    ids = {token: i for i, token in enumerate(VOCAB)}
+    ids = {token: i for i, token in enumerate(TASK_VOCAB)}
     expected_words = [
         [ids[t] for t in ["[CLS]", "good", "movie", "[SEP]", "awful", "plot", "[SEP]"]] + [0],
         [ids[t] for t in ["[CLS]", "bad", "[SEP]", "the", "story", "was", "great", "[SEP]"]],
@@ -72,3 +70,20 @@ def test_read_columns_errors(tmp_path):
         read_columns(data, ["text"], file_format="xml")
     with pytest.raises(FileNotFoundError, match="No data file"):
         read_columns(tmp_path / "missing.csv", ["text"])
+
+
+# --- label names ---------------------------------------------------------------------------
+
+def test_label_map_sorts_and_round_trips(tmp_path):
+    labels = LabelMap.from_labels(["pos", "neg", "neutral", "pos"])
+    assert labels.names == ["neg", "neutral", "pos"]
+    assert labels.encode(["pos", "neg", "neutral"]).tolist() == [2, 0, 1]
+    assert labels.decode([2, 0, 1]) == ["pos", "neg", "neutral"]
+    # Integer names sort as numbers, not as strings ("10" after "9").
+    assert LabelMap.from_labels(["10", "9", "2", 9]).names == ["2", "9", "10"]
+    path = str(tmp_path / "labels.json")
+    labels.save(path)
+    assert json.loads(open(path, encoding="utf-8").read()) == ["neg", "neutral", "pos"]
+    assert LabelMap.load(path) == labels
+    with pytest.raises(ValueError, match=r"dev.csv has labels \['mixed'\] that training never saw"):
+        labels.encode(["pos", "mixed"], where="dev.csv")

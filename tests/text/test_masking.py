@@ -1,4 +1,5 @@
-"""Tests of keras_bert_min.text.masking: dynamic masking in tf.data and the dataset it feeds.
+"""Tests of keras_bert_min.text.masking: dynamic masking in tf.data and the dataset it feeds,
+and the dataset of statically masked instances.
 
 References: counts written from the masking rules, the static masking of
 `pretraining.create_masked_lm_predictions` (the same share, drawn differently), and the
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bert_min.text.masking import dynamic_mask, pretraining_dataset_from_instances
+from keras_bert_min.text.masking import (dynamic_mask, pretraining_dataset_from_instances,
+                                         pretraining_dataset_from_static_instances)
 from keras_bert_min.text.pretraining import (FEATURE_NAMES, create_masked_lm_predictions,
                                              create_training_instances, instance_to_features)
 from tests.text.test_pretraining import (CLS, PAD, SEP, VOCAB, assert_berts_masking,
@@ -179,6 +181,85 @@ def test_dataset_from_instances_shards_instances_over_input_pipelines():
     expected = [instance_to_features(x, 16, 3) for x in instances]
     expected = [f["input_type_ids"].tolist() + f["input_mask"].tolist() for f in expected]
     assert seen[0] == expected[0::2] and seen[1] == expected[1::2]
+
+
+# --- statically masked instances ------------------------------------------------------------
+
+def static_instances(dupe_factor=2):
+    # Masked once, in Python, as Google's create_pretraining_data.py does.
+    return create_training_instances(short_documents(), VOCAB, 16, 3, dupe_factor=dupe_factor,
+                                     seed=0)
+
+
+def rows_of(batches):
+    return [{name: value[i].numpy() for name, value in batch.items()}
+            for batch in batches for i in range(len(batch["input_word_ids"]))]
+
+
+def test_static_dataset_batches_each_instances_features_in_order():
+    instances = static_instances()
+    assert any(instance.masked_lm_positions for instance in instances)
+    batches = check_static_shapes(pretraining_dataset_from_static_instances(instances, 4, 16, 3),
+                                  4, 16, 3)
+    assert len(batches) == len(instances) // 4  # the last partial batch is dropped
+    rows = rows_of(batches)
+    for instance, row in zip(instances, rows):
+        expected = instance_to_features(instance, 16, 3)
+        for name in FEATURE_NAMES:
+            assert row[name].dtype == expected[name].dtype, name
+            np.testing.assert_array_equal(row[name], expected[name], err_msg=name)
+    # And by hand, from the instance itself: the masked tokens as they are, padding, and the
+    # predictions weighted 1 then padded with weight 0.
+    instance, row = instances[0], rows[0]
+    length, count = len(instance.tokens), len(instance.masked_lm_positions)
+    assert row["input_word_ids"].tolist() == instance.tokens + [PAD] * (16 - length)
+    assert row["input_mask"].tolist() == [1] * length + [0] * (16 - length)
+    assert row["masked_lm_positions"].tolist() == instance.masked_lm_positions + [0] * (3 - count)
+    assert row["masked_lm_ids"].tolist() == instance.masked_lm_ids + [0] * (3 - count)
+    assert row["masked_lm_weights"].tolist() == [1.0] * count + [0.0] * (3 - count)
+    assert row["next_sentence_labels"].tolist() == [int(instance.is_random_next)]
+
+
+def test_static_dataset_shards_examples_over_input_pipelines():
+    instances = static_instances(dupe_factor=1)
+    expected = [instance_to_features(x, 16, 3)["input_word_ids"].tolist() for x in instances]
+    seen = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
+        dataset = pretraining_dataset_from_static_instances(instances, 1, 16, 3,
+                                                            input_context=context)
+        seen.append([row["input_word_ids"].tolist() for row in rows_of(dataset)])
+    # Pipeline p reads every second example from p: together each example once.
+    assert seen[0] == expected[0::2] and seen[1] == expected[1::2]
+
+
+def test_static_dataset_shuffles_and_repeats_for_training():
+    instances = static_instances(dupe_factor=1)
+    in_order = [instance_to_features(x, 16, 3)["input_word_ids"].tolist() for x in instances]
+
+    def first_rows(seed, count):
+        dataset = pretraining_dataset_from_static_instances(instances, 1, 16, 3,
+                                                            shuffle_and_repeat=True, seed=seed)
+        return [row["input_word_ids"].tolist() for row in rows_of(dataset.take(count))]
+
+    epochs = first_rows(0, 2 * len(instances))
+    first_epoch = epochs[:len(instances)]
+    # Each epoch is a reordering of all examples, and it repeats past the end.
+    assert sorted(first_epoch) == sorted(in_order) and first_epoch != in_order
+    assert sorted(epochs[len(instances):]) == sorted(in_order)
+    assert first_rows(0, len(instances)) == first_epoch  # a function of the seed
+
+
+def test_static_dataset_refuses_bad_lengths():
+    instances = static_instances(dupe_factor=1)
+    with pytest.raises(ValueError, match="more than seq_length=8"):
+        pretraining_dataset_from_static_instances(instances, 4, 8, 3)
+    with pytest.raises(ValueError, match="more than max_predictions_per_seq=1"):
+        pretraining_dataset_from_static_instances(instances, 4, 16, 1)
+    with pytest.raises(ValueError, match="seq_length must be an integer of at least 5"):
+        pretraining_dataset_from_static_instances(instances, 4, 4, 3)
+    with pytest.raises(ValueError, match="batch_size must be an integer of at least 1, got 0"):
+        pretraining_dataset_from_static_instances(instances, 0, 16, 3)
 
 
 # --- bad input ------------------------------------------------------------------------------------

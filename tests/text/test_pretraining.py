@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_bert_min.text.pretraining import (PretrainingVocab, TrainingInstance,
+from keras_bert_min.text.pretraining import (SpecialTokenIds, TrainingInstance,
                                              create_masked_lm_predictions,
                                              create_training_instances, instance_to_features,
                                              tokenize_documents, truncate_seq_pair)
@@ -125,7 +125,7 @@ def google_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"w{i}" for i in range(60)] + [f"##p{i}" for i in range(40)]
 VOCAB_WORDS = SPECIALS + WORDS
-VOCAB = PretrainingVocab.from_tokens(VOCAB_WORDS)
+VOCAB = SpecialTokenIds.from_tokens(VOCAB_WORDS)
 PAD, CLS, SEP, MASK = 0, 2, 3, 4
 
 
@@ -247,7 +247,7 @@ def test_truncate_seq_pair_trims_the_longer_side_from_both_ends():
 # --- next-sentence pairs --------------------------------------------------------------------------
 
 SENTENCE_LENGTH, SENTENCES_PER_DOCUMENT, NUM_DOCUMENTS = 6, 200, 10
-SENTINEL_VOCAB = PretrainingVocab(size=5 + SENTENCES_PER_DOCUMENT * NUM_DOCUMENTS, cls_id=CLS,
+SENTINEL_VOCAB = SpecialTokenIds(size=5 + SENTENCES_PER_DOCUMENT * NUM_DOCUMENTS, cls_id=CLS,
                                   sep_id=SEP, mask_id=MASK)
 
 
@@ -363,12 +363,12 @@ def test_tokenize_documents_with_a_wordpiece_tokenizer(tmp_path):
 
 
 def test_vocab_from_tokens_finds_special_and_subword_ids():
-    vocab = PretrainingVocab.from_tokens(VOCAB_WORDS)
+    vocab = SpecialTokenIds.from_tokens(VOCAB_WORDS)
     assert (vocab.size, vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id) == \
         (105, 0, 2, 3, 4)
     assert vocab.subword_ids == frozenset(range(65, 105))
     with pytest.raises(ValueError, match=r"\[MASK\]"):
-        PretrainingVocab.from_tokens(["[PAD]", "[CLS]", "[SEP]", "a"])
+        SpecialTokenIds.from_tokens(["[PAD]", "[CLS]", "[SEP]", "a"])
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ import pytest
 import tensorflow as tf
 
 from keras_bert_min.text import tfrecords
-from keras_bert_min.text.pretraining import (FEATURE_NAMES, PretrainingVocab,
+from keras_bert_min.text.pretraining import (FEATURE_NAMES, SpecialTokenIds,
                                              create_training_instances, instance_to_features)
 from keras_bert_min.text.tfrecords import (match_files, pretraining_dataset_from_tfrecords,
                                            shard_paths, write_instances, write_pretraining_data)
 from tests.text.reference_tokenization import FullTokenizer
 from tests.text.test_pretraining import google_training_instances
 
-VOCAB = PretrainingVocab(size=100, cls_id=2, sep_id=3, mask_id=4)
+VOCAB = SpecialTokenIds(size=100, cls_id=2, sep_id=3, mask_id=4)
 GOOGLE_INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
                        "masked_lm_ids", "next_sentence_labels")
 
@@ -132,7 +132,7 @@ def test_interrupted_write_leaves_nothing_that_looks_complete(tmp_path):
 
 def test_a_leftover_incomplete_shard_is_refused(tmp_path):
     write_instances(instances(), str(tmp_path / "train"), 16, 3, num_shards=2)
-    (tmp_path / "train-00000-of-00002.tfrecord.incomplete").write_bytes(b"")
+    (tmp_path / "train-00000-of-00002.tfrecord.partial").write_bytes(b"")
     with pytest.raises(ValueError, match="interrupted write"):
         pretraining_dataset_from_tfrecords(str(tmp_path / "train-*"), 1, 16, 3)
 

