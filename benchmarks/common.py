@@ -17,6 +17,8 @@ import statistics
 import sys
 import time
 
+from keras_bert_min._checks import atomic_file
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT_DIR = os.path.join(HERE, "results")
 
@@ -159,9 +161,8 @@ def write_results(output_dir, name, result, markdown):
     paths = []
     for suffix, text in ((".json", json.dumps(result, indent=2) + "\n"), (".md", markdown + "\n")):
         path = os.path.join(output_dir, name + suffix)
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
+        with atomic_file(path) as f:
             f.write(text)
-        os.replace(path + ".tmp", path)
         paths.append(path)
     return paths
 

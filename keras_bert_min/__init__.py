@@ -14,7 +14,7 @@ Where each job lives (every import points down this list):
     optimization.py  schedule, AdamW / Lamb, create_optimizer
     tasks.py         task models, their losses, metrics and decoding
     weights.py       Google TF1 checkpoints; hf_weights.py: Hugging Face safetensors
-    pretrained.py    a directory of pretrained files -> model + preprocessor
+    pretrained.py    save_pretrained / from_pretrained: ours, Google's and Hugging Face's
     training.py      pretraining losses, metrics and callbacks
     distribute.py    strategies, precision
     export.py        TF Serving SavedModels
@@ -29,7 +29,7 @@ from keras_bert_min.layers import (BertEmbedding, MaskedLMHead, NextSentenceHead
                                    TransformerEncoderBlock)
 from keras_bert_min.models import BertEncoder, BertPretrainer, bert_encoder, bert_pretrainer
 from keras_bert_min.optimization import create_optimizer, finetuning_optimizer
-from keras_bert_min.pretrained import from_pretrained
+from keras_bert_min.pretrained import from_pretrained, save_pretrained
 from keras_bert_min.tasks import (BertClassifier, BertSpanPredictor, BertTokenClassifier,
                                   bert_classifier, bert_span_predictor, bert_token_classifier,
                                   decode_span)
@@ -51,6 +51,7 @@ __all__ = [
     "compile_pretrainer", "pretraining_losses", "pretraining_metrics",
     "split_pretraining_features",
     "BertPreprocessor", "LabelMap", "classifier_dataset", "read_columns",
-    "from_pretrained", "load_google_checkpoint", "save_google_checkpoint", "load_hf_weights",
+    "from_pretrained", "save_pretrained", "load_google_checkpoint", "save_google_checkpoint",
+    "load_hf_weights",
     "export_saved_model",
 ]

@@ -5,7 +5,8 @@
     <export_base>/<version>/saved_model.pb
                            /variables/...
                            /assets.extra/keras_bert_min.json   what was exported, for people
-                           /assets.extra/vocab.txt             the preprocessor's vocabulary
+                           /assets.extra/vocab.txt             the preprocessor's vocabulary and
+                           /assets.extra/preprocessor.json     settings (BertPreprocessor.load)
 
 Signatures (inputs -> outputs, all batch and sequence dimensions dynamic):
 
@@ -56,7 +57,6 @@ from tensorflow.core.protobuf import saved_model_pb2
 from keras_bert_min._checks import atomic_directory, check_int, write_json
 from keras_bert_min.config import ENCODER_INPUTS
 from keras_bert_min.text.preprocessor import PADDING_MODES, graph_op_types, unservable_ops
-from keras_bert_min.text.vocab import write_vocab
 
 SERVING_DEFAULT = "serving_default"
 SERVE_TEXT = "serve_text"
@@ -323,8 +323,8 @@ def _write_assets_extra(model, preprocessor, signatures, label_names, text_paddi
         "label_names": label_names,
     }
     write_json(os.path.join(directory, METADATA_FILE), metadata)
-    if getattr(preprocessor, "vocab", None) is not None:
-        write_vocab(preprocessor.vocab, os.path.join(directory, VOCAB_FILE))
+    if preprocessor is not None:  # vocab.txt and preprocessor.json: BertPreprocessor.load reads them
+        preprocessor.save(os.path.join(directory, "assets.extra"))
 
 
 # --- reading an export back ----------------------------------------------------------------------

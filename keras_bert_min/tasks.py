@@ -149,7 +149,7 @@ class _FineTuningModel(keras.Model):
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
-    def _set_label_names(self, label_names):
+    def set_label_names(self, label_names):
         """The class names in id order, or None; checked against the class count."""
         if label_names is not None:
             label_names = [str(name) for name in label_names]
@@ -210,7 +210,7 @@ class BertClassifier(_FineTuningModel):
         self.encoder = encoder
         self.num_classes = num_classes
         self.dropout = dropout
-        self._set_label_names(label_names)
+        self.set_label_names(label_names)
 
     def default_loss(self):
         return classifier_loss(self.num_classes)
@@ -260,7 +260,7 @@ class BertTokenClassifier(_FineTuningModel):
         self.num_classes = num_classes
         self.dropout = dropout
         self.ignore_label = ignore_label
-        self._set_label_names(label_names)
+        self.set_label_names(label_names)
 
     def default_loss(self):
         return token_classifier_loss(self.ignore_label)

@@ -24,7 +24,7 @@ from keras_bert_min import cli  # noqa: E402
 from keras_bert_min import export as export_lib  # noqa: E402
 from keras_bert_min._checks import check_int  # noqa: E402
 from keras_bert_min.config import ENCODER_INPUTS  # noqa: E402
-from keras_bert_min.pretrained import RunFiles, from_pretrained, read_run_files  # noqa: E402
+from keras_bert_min.pretrained import from_pretrained  # noqa: E402
 from keras_bert_min.text.preprocessor import PADDING_MODES, BertPreprocessor  # noqa: E402
 
 DEFAULT_SEQ_LENGTH = 128
@@ -36,13 +36,11 @@ def build_parser():
     source = parser.add_argument_group("the model to export (give exactly one)")
     sources = source.add_mutually_exclusive_group(required=True)
     sources.add_argument("--train_dir",
-                         help="A training output directory, as recipes/pretrain.py and "
-                              "recipes/finetune_classifier.py write it "
-                              "(pretrained.save_run_files): model.keras (any "
-                              "keras_bert_min model saved with model.save), vocab.txt, and "
-                              "optionally preprocessor.json ({\"seq_length\", \"lower_case\"}) "
-                              "and labels.json (a classifier's class names, served as "
-                              "label_name).")
+                         help="A directory save_pretrained wrote, in any format, such as the "
+                              "output directory of recipes/pretrain.py or "
+                              "recipes/finetune_classifier.py: the model it holds (a "
+                              "classifier with its label names, served as label_name), with "
+                              "its vocab.txt and preprocessor.json settings.")
     sources.add_argument("--model",
                          help="A .keras file saved with model.save; needs --vocab.")
     sources.add_argument("--pretrained",
@@ -110,23 +108,22 @@ def check_args(args):
 def load(args):
     """(model, preprocessor, label names or None) from --train_dir, --model or --pretrained."""
     lower_case = cli.lower_case_flag(args.lower_case)
-    if args.pretrained:
-        model, preprocessor = from_pretrained(args.pretrained, "encoder",
-                                              args.seq_length or DEFAULT_SEQ_LENGTH, lower_case)
-        return model, preprocessor, None
-    if args.train_dir:
-        run = read_run_files(args.train_dir)
-    else:
-        for path in (args.model, args.vocab):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path!r} does not exist; a model to export needs "
-                                        "model.keras and the vocab.txt it was trained with.")
-        run = RunFiles(None, args.model, args.vocab)
-    model = keras.saving.load_model(run.model_file, compile=False)
-    preprocessor = BertPreprocessor(run.vocab_file,
-                                    args.seq_length or run.seq_length or DEFAULT_SEQ_LENGTH,
-                                    lower_case=run.lower_case if lower_case is None else lower_case)
-    return model, preprocessor, run.labels and run.labels.names
+    if args.train_dir or args.pretrained:  # any directory from_pretrained reads
+        directory = args.train_dir or args.pretrained
+        model, preprocessor = from_pretrained(directory, "auto" if args.train_dir else "encoder",
+                                              args.seq_length, lower_case)
+        if preprocessor is None:
+            raise FileNotFoundError(f"{directory!r} has no vocab.txt; export the model with "
+                                    "--model and --vocab.")
+        return model, preprocessor, getattr(model, "label_names", None)
+    for path in (args.model, args.vocab):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path!r} does not exist; a model to export needs "
+                                    "model.keras and the vocab.txt it was trained with.")
+    model = keras.saving.load_model(args.model, compile=False)
+    preprocessor = BertPreprocessor(args.vocab, args.seq_length or DEFAULT_SEQ_LENGTH,
+                                    lower_case=True if lower_case is None else lower_case)
+    return model, preprocessor, getattr(model, "label_names", None)
 
 
 def choose_model(model, args):

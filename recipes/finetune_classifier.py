@@ -19,8 +19,9 @@ Outputs, in --output_dir (a shared convention with recipes/export.py):
     export/<version>/    SavedModel with serving_default, serve_text and serve_text_pair
 
 The run is written to "<output_dir>.partial" and renamed when finished, so a directory with
-that name always holds a complete run (`pretrained.save_run_files`' layout, which
-`recipes/export.py --train_dir` reads); a finished output directory is never overwritten.
+that name always holds a complete run. It is `save_pretrained`'s layout: `from_pretrained(dir)`
+gives back the classifier (with its label names) and its preprocessor, and
+`recipes/export.py --train_dir` exports it; a finished output directory is never overwritten.
 """
 
 import os
@@ -34,7 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
-from keras_bert_min import cli, distribute, pretrained  # noqa: E402
+from keras_bert_min import cli, distribute  # noqa: E402
 from keras_bert_min._checks import (atomic_directory, check_fraction, check_int,  # noqa: E402
                                     write_json)
 from keras_bert_min.optimization import DEFAULT_WARMUP_FRACTION  # noqa: E402
@@ -147,36 +148,16 @@ def load_init(args, labels):
     """(classifier, preprocessor) from --init; call inside `strategy.scope()`.
 
     A saved classifier is fine-tuned further and must have as many classes as the data (and the
-    same label names, when its labels.json is there); anything else gets a new classifier layer.
+    same label names, when it has them); anything else gets a new classifier layer.
     """
-    lower_case = cli.lower_case_flag(args.lower_case)
-    if not os.path.isfile(os.path.join(args.init, pretrained.MODEL_FILE)):
-        encoder, preprocessor = kbm.from_pretrained(args.init, "encoder", args.seq_length,
-                                                    lower_case)
-        return kbm.BertClassifier(encoder, len(labels), dropout=args.dropout), preprocessor
-    run = pretrained.read_run_files(args.init)
-    model = keras.saving.load_model(run.model_file)
-    if isinstance(model, kbm.BertClassifier):
-        if model.num_classes != len(labels):
-            raise ValueError(f"it is a classifier of {model.num_classes} classes, but the "
-                             f"training data has {len(labels)} labels {labels.names}; init from "
-                             "its encoder's pretraining directory instead, or use data with the "
-                             "same labels.")
-        if run.labels is not None and run.labels != labels:
-            raise ValueError(f"it was trained on the labels {run.labels.names}, the data has "
-                             f"{labels.names}; the class ids would not mean the same.")
-        classifier = model
-    elif isinstance(model, (kbm.BertEncoder, kbm.BertPretrainer)):
-        encoder = model if isinstance(model, kbm.BertEncoder) else model.encoder
-        classifier = kbm.BertClassifier(encoder, len(labels), dropout=args.dropout)
-    else:
-        raise ValueError(f"{run.model_file} holds a {type(model).__name__}; expected a "
-                         "BertEncoder, BertPretrainer or BertClassifier.")
-    check_int("--seq_length", args.seq_length, 3, classifier.bert_config.max_position_embeddings,
-              hint=" (the model's max_position_embeddings)")
-    return classifier, kbm.BertPreprocessor(
-        run.vocab_file, args.seq_length, lower_case=run.lower_case if lower_case is None
-        else lower_case)
+    classifier, preprocessor = kbm.from_pretrained(
+        args.init, "classifier", args.seq_length, cli.lower_case_flag(args.lower_case),
+        num_classes=len(labels), dropout=args.dropout)
+    if classifier.label_names not in (None, labels.names):
+        raise ValueError(f"it was trained on the labels {classifier.label_names}, the data has "
+                         f"{labels.names}; the class ids would not mean the same.")
+    classifier.set_label_names(labels.names)  # saved with the model, served by the export
+    return classifier, preprocessor
 
 
 def datasets(splits, preprocessor, batch_size, seed, static_shapes):
@@ -220,8 +201,7 @@ def main(argv=None):
           f"steps of {args.batch_size} x {args.seq_length} tokens ({type(strategy).__name__}, "
           f"{args.precision}).", flush=True)
     with atomic_directory(args.output_dir) as partial:  # renamed to --output_dir when complete
-        pretrained.save_run_files(partial, preprocessor, labels)
-        metrics = train(args, strategy, classifier, preprocessor, labels, data, partial)
+        metrics = train(args, strategy, classifier, preprocessor, data, partial)
         metrics.update({
             "labels": labels.names, "data": paths, "init": args.init, "epochs": args.epochs,
             "examples": {name: len(split["texts"]) for name, split in splits.items()},
@@ -235,10 +215,11 @@ def main(argv=None):
     return metrics
 
 
-def train(args, strategy, classifier, preprocessor, labels, data, directory):
-    """Fits, keeping the epoch of the best dev accuracy as model.keras in `directory`; returns
-    the metrics of that model, exported (but with --no_export) in `directory`/export/."""
-    model_file = os.path.join(directory, pretrained.MODEL_FILE)
+def train(args, strategy, classifier, preprocessor, data, directory):
+    """Fits, keeping the epoch of the best dev accuracy, saved in `directory` (save_pretrained's
+    layout, beside the logs); returns the metrics of that model, exported (but with
+    --no_export) in `directory`/export/."""
+    model_file = os.path.join(directory, "best_epoch.keras")
     callbacks = [keras.callbacks.ModelCheckpoint(model_file, monitor="val_accuracy", mode="max",
                                                  save_best_only=True),
                  keras.callbacks.CSVLogger(os.path.join(directory, "history.csv")),
@@ -248,6 +229,8 @@ def train(args, strategy, classifier, preprocessor, labels, data, directory):
                              shuffle=False).history  # the dataset reshuffles every epoch
     with strategy.scope():
         best = keras.saving.load_model(model_file)
+    os.remove(model_file)
+    kbm.save_pretrained(best, directory, preprocessor, overwrite=True)
     metrics = {"dev_accuracy_per_epoch": [round(float(a), 6) for a in history["val_accuracy"]],
                "best_epoch": int(np.argmax(history["val_accuracy"])) + 1}
     for split in ("dev", "test"):
@@ -255,8 +238,7 @@ def train(args, strategy, classifier, preprocessor, labels, data, directory):
             metrics[f"{split}_accuracy"] = best.evaluate(data[split], verbose=0,
                                                          return_dict=True)["accuracy"]
     metrics["export"] = None if args.no_export else os.path.relpath(kbm.export_saved_model(
-        best, os.path.join(directory, "export"), preprocessor=preprocessor,
-        label_names=labels.names), directory)
+        best, os.path.join(directory, "export"), preprocessor=preprocessor), directory)
     return metrics
 
 

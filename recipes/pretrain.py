@@ -44,8 +44,7 @@ def build_parser():
     source.add_argument("--tfrecords", nargs="+",
                         help="Pretraining TFRecords (Google's create_pretraining_data.py layout) "
                              "instead of --corpus; needs --vocab.")
-    data.add_argument("--vocab", help="vocab.txt; learned from the corpus when absent and saved "
-                                      "in the output directory.")
+    data.add_argument("--vocab", help="vocab.txt; default: learned from the corpus.")
     data.add_argument("--vocab_size", type=int, default=8000, help="Size of a learned vocab.")
     data.add_argument("--cased", action="store_true", help="Keep case and accents.")
     data.add_argument("--seq_length", type=int, default=64,
@@ -79,7 +78,7 @@ def build_parser():
     train.add_argument("--learning_rate", type=float, default=2e-3,
                        help="Peak learning rate (Google: 1e-4 for BERT-base at batch 256; "
                             "small models and short runs take more).")
-    train.add_argument("--warmup_steps", type=int, default=None, help="Default: 10%% of --steps.")
+    train.add_argument("--warmup_steps", type=int, help="Default: 10%% of --steps.")
     train.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw")
     train.add_argument("--steps_per_loop", type=int, default=100,
                        help="Steps between backups, logs and checkpoints (one Keras epoch).")
@@ -123,8 +122,7 @@ def load_data(args):
     """(preprocessor, training instances, held-out documents), the last two None with
     --tfrecords. Without --vocab, one is learned into --output_dir, where a resumed run finds it."""
     if args.tfrecords:
-        return (kbm.BertPreprocessor(args.vocab, args.seq_length, lower_case=not args.cased),
-                None, None)
+        return kbm.BertPreprocessor(args.vocab, args.seq_length, not args.cased), None, None
     args.corpus = args.corpus or corpora.fetch_gutenberg()
     documents, heldout_documents = corpus.split_documents(
         corpus.read_documents(args.corpus), args.heldout_fraction, seed=args.seed)
@@ -132,13 +130,12 @@ def load_data(args):
     if not os.path.exists(vocab_file) and not args.vocab:
         print(f"Learning a {args.vocab_size}-token WordPiece vocab from the corpus...", flush=True)
         sentences = [sentence for document in documents for sentence in document]
-        vocab.write_vocab(vocab.learn_vocab(sentences, args.vocab_size,
-                                            lower_case=not args.cased), vocab_file)
-    preprocessor = kbm.BertPreprocessor(vocab_file, args.seq_length, lower_case=not args.cased)
+        vocab.write_vocab(vocab.learn_vocab(sentences, args.vocab_size, not args.cased), vocab_file)
+    preprocessor = kbm.BertPreprocessor(vocab_file, args.seq_length, not args.cased)
     print(f"Pairing sentences of {len(documents)} documents...", flush=True)
     instances = training.pretraining_instances(
         documents, preprocessor, args.seq_length, args.max_predictions_per_seq, args.dupe_factor,
-        static_masking=args.masking == "static", seed=args.seed)
+        args.masking == "static", args.seed)
     if len(instances) < args.batch_size:
         raise ValueError(f"the corpus gives {len(instances)} examples, fewer than one batch of "
                          f"{args.batch_size}; add text or lower --batch_size.")
@@ -148,7 +145,7 @@ def load_data(args):
 def build_pretrainer(args, strategy, vocab_size, total_steps):
     """The compiled pretrainer, built under `strategy.scope()`, from --init_checkpoint if given."""
     try:
-        config = pretrained.config_for_vocab(args.config, vocab_size)
+        config = kbm.BertConfig.for_vocab(args.config, vocab_size)
     except ValueError as e:
         raise ValueError(f"--config {args.config}: {e}") from None
     check_int("--seq_length", args.seq_length, pretraining.MIN_SEQ_LENGTH,
@@ -203,7 +200,7 @@ def main(argv=None):
     if heldout_documents:
         heldout = training.heldout_dataset(heldout_documents, preprocessor, args.batch_size,
                                            args.seq_length, args.max_predictions_per_seq,
-                                           seed=args.seed + 1)
+                                           args.seed + 1)
         results.append({"step": 0, **pretrainer.evaluate(heldout, verbose=0, return_dict=True)})
     config = pretrainer.bert_config
     print(f"Training {config.num_hidden_layers}-layer H-{config.hidden_size} BERT for {steps} steps"
@@ -217,8 +214,8 @@ def main(argv=None):
         results.append({"step": steps, **pretrainer.evaluate(heldout, verbose=0,
                                                              return_dict=True)})
     if not chief:  # keeps its final model apart, so a run can check the workers agree
-        pretrained.save_model_file(pretrainer, os.path.join(
-            args.output_dir, "workers", f"worker-{worker}", pretrained.MODEL_FILE))
+        kbm.save_pretrained(pretrainer, os.path.join(args.output_dir, "workers",
+                                                     f"worker-{worker}"), overwrite=True)
         return 0
     save_outputs(args, pretrainer, preprocessor, heldout_documents, results, steps, started)
     return 0
@@ -228,7 +225,9 @@ def save_outputs(args, pretrainer, preprocessor, heldout_documents, results, ste
     """The chief's outputs, the run summary last, and where they went."""
     out = args.output_dir
     summary = {"steps": steps, "config": pretrainer.bert_config.to_dict(), "args": vars(args)}
-    pretrained.save_run_files(out, preprocessor, model=pretrainer)
+    kbm.save_pretrained(pretrainer, out, preprocessor, overwrite=True)  # beside the logs
+    if pretrainer.bert_config.fits_google_format:  # Google's JSON can say the activation
+        kbm.save_pretrained(pretrainer, f"{out}/google", preprocessor, "google", overwrite=True)
     if results:
         summary.update(reporting.heldout_report(out, pretrainer, preprocessor, results,
                                                 max(heldout_documents[0][:5], key=len), args.seed))

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_text as text
+import tensorflow_text as tf_text
 
 from keras_bert_min import export
 from keras_bert_min.export import (describe_signatures, export_saved_model, saved_model_op_types,
@@ -402,6 +402,9 @@ def test_signatures_and_metadata(exports, vocab_file):
         "outputs": ["input_word_ids", "pooled_output", "sequence_output"]}
     with open(os.path.join(encoder_dir, "assets.extra", "vocab.txt")) as f, open(vocab_file) as g:
         assert f.read() == g.read()
+    # The preprocessor comes back from the export alone.
+    again = BertPreprocessor.load(os.path.join(encoder_dir, "assets.extra"))
+    assert (again.seq_length, again.lower_case) == (8, True)
     with open(os.path.join(pretrainer_dir, "assets.extra", "keras_bert_min.json")) as f:
         metadata = json.load(f)
     assert list(metadata["signatures"]) == ["serving_default"]
@@ -544,7 +547,7 @@ def test_a_graph_with_ops_tf_serving_lacks_is_refused(encoder, vocab_file, tmp_p
 
         def __call__(self, inputs, padding="max_length"):
             segments = inputs if isinstance(inputs, list) else [inputs]
-            trimmed = text.RoundRobinTrimmer(self.seq_length - 3).trim(
+            trimmed = tf_text.RoundRobinTrimmer(self.seq_length - 3).trim(
                 [self.tokenize(segment) for segment in segments])
             return self.pack(trimmed)
 

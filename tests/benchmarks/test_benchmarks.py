@@ -59,7 +59,7 @@ def run_quick(script, output_dir, *extra):
         result = json.load(f)
     with open(os.path.join(output_dir, name + ".md"), encoding="utf-8") as f:
         markdown = f.read()
-    assert not [p for p in os.listdir(output_dir) if p.endswith(".tmp")]
+    assert not [p for p in os.listdir(output_dir) if p.endswith((".tmp", ".partial"))]
     return result, markdown
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from keras_bert_min.config import BertConfig
 from keras_bert_min.models import bert_encoder
-from keras_bert_min.pretrained import read_run_files
+from keras_bert_min.pretrained import from_pretrained
 from keras_bert_min.tasks import BertClassifier, bert_classifier
 from keras_bert_min.text.labelled import split_off_dev
 from tests.recipes.conftest import REPO, recipe_error, run_recipe
@@ -80,10 +80,15 @@ def test_end_to_end_writes_the_output_directory(files, tmp_path, capsys):
     assert not os.path.exists(f"{out}.partial")
 
     assert (out / "vocab.txt").read_text() == "\n".join(VOCAB) + "\n"
-    assert (out / "preprocessor.json").read_text() == '{"seq_length": 16, "lower_case": true}'
+    assert json.loads((out / "preprocessor.json").read_text()) == {"seq_length": 16,
+                                                                    "lower_case": True}
     assert json.loads((out / "labels.json").read_text()) == ["neg", "pos"]
-    run = read_run_files(out)  # as recipes/export.py --train_dir reads it
-    assert (run.seq_length, run.lower_case, run.labels.names) == (16, True, ["neg", "pos"])
+    assert not (out / "best_epoch.keras").exists()
+    # One call reads the run back (as recipes/export.py --train_dir does): the classifier of the
+    # best epoch with its label names, and its preprocessor.
+    reloaded, preprocessor = from_pretrained(out)
+    assert isinstance(reloaded, BertClassifier) and reloaded.label_names == ["neg", "pos"]
+    assert (preprocessor.seq_length, preprocessor.lower_case) == (16, True)
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["dev_accuracy_per_epoch"]) == 2
     assert metrics["dev_accuracy"] == pytest.approx(max(metrics["dev_accuracy_per_epoch"]),
@@ -139,7 +144,7 @@ def test_single_label_is_refused(files, tmp_path, capsys):
 
 def test_classifier_init_with_other_class_count_is_refused(files, tmp_path, capsys):
     expect_refusal(files, tmp_path, capsys,
-                   "classifier of 3 classes, but the training data has 2 labels",
+                   "holds a classifier of 3 classes, not 2",
                    init=files["init_3_classes"])
 
 

@@ -47,7 +47,8 @@ def test_end_to_end_on_a_real_book(small_corpus, tmp_path):
     assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
     assert (out / "vocab.txt").read_bytes() == (out / "google" / "vocab.txt").read_bytes() \
         == open(vocab, "rb").read()
-    assert (out / "preprocessor.json").read_text() == '{"seq_length": 32, "lower_case": true}'
+    assert json.loads((out / "preprocessor.json").read_text()) == {"seq_length": 32,
+                                                                    "lower_case": True}
     assert not list(out.rglob("*.partial"))
     assert "[MASK] at" in result.stdout and "Outputs in" in result.stdout
     # The Google-layout checkpoint loads into a fresh pretrainer with the same numbers.
@@ -56,6 +57,12 @@ def test_end_to_end_on_a_real_book(small_corpus, tmp_path):
     kbm.load_google_checkpoint(fresh, str(out / "google" / "bert_model.ckpt"))
     for a, b in zip(fresh.weights, reloaded.weights):
         np.testing.assert_array_equal(a, b)
+    # One call reads the run back: the pretrainer with its preprocessor, or a new task on it.
+    loaded, preprocessor = kbm.from_pretrained(out)
+    assert isinstance(loaded, kbm.BertPretrainer) and preprocessor.seq_length == 32
+    classifier, _ = kbm.from_pretrained(out / "google", "classifier", num_classes=2)
+    np.testing.assert_array_equal(classifier.encoder.get_layer("pooler").kernel,
+                                  reloaded.encoder.get_layer("pooler").kernel)
     # Re-running the same command on a finished directory says so and changes nothing.
     mtime = (out / "model.keras").stat().st_mtime
     again = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, "--steps", "60"))

