@@ -15,6 +15,7 @@ Where each job lives (every import points down this list):
     tasks.py         task models, their losses, metrics and decoding
     weights.py       Google TF1 checkpoints; hf_weights.py: Hugging Face safetensors
     pretrained.py    save_pretrained / from_pretrained: ours, Google's and Hugging Face's
+    mask_filling.py  fill_mask: a pretrainer's guesses for the [MASK]s of a text
     training.py      pretraining losses, metrics and callbacks
     distribute.py    strategies, precision
     export.py        TF Serving SavedModels
@@ -27,6 +28,7 @@ from keras_bert_min.export import export_saved_model
 from keras_bert_min.hf_weights import load_hf_weights
 from keras_bert_min.layers import (BertEmbedding, MaskedLMHead, NextSentenceHead, PaddingMask,
                                    TransformerEncoderBlock)
+from keras_bert_min.mask_filling import fill_mask
 from keras_bert_min.models import BertEncoder, BertPretrainer, bert_encoder, bert_pretrainer
 from keras_bert_min.optimization import create_optimizer, finetuning_optimizer
 from keras_bert_min.pretrained import from_pretrained, save_pretrained
@@ -53,5 +55,5 @@ __all__ = [
     "BertPreprocessor", "LabelMap", "classifier_dataset", "read_columns",
     "from_pretrained", "save_pretrained", "load_google_checkpoint", "save_google_checkpoint",
     "load_hf_weights",
-    "export_saved_model",
+    "export_saved_model", "fill_mask",
 ]

@@ -1,6 +1,8 @@
 """What a pretraining run shows of itself when it is done.
 
     fill_mask_demo   masks word pieces of a sentence and lists the pretrainer's top-5 guesses
+    probe_report     `fill_mask` on PROBES, everyday sentences whose masked word the context
+                     decides: the guesses and the top-1 hits
     plot_loss_curve  the training losses of a `training.StepHistory` CSV and the held-out MLM
                      loss, as an image (matplotlib, imported when called)
     heldout_report   both, and the held-out metrics as JSON, into a run directory
@@ -13,7 +15,21 @@ import keras
 import numpy as np
 
 from keras_bert_min._checks import atomic_file, write_json
+from keras_bert_min.mask_filling import fill_mask
 from keras_bert_min.training import HISTORY_FILE
+
+# Chosen before any tuning of the default run (issue 14): everyday English where the context,
+# not word frequency, decides the answer; each answer is one common word.
+PROBES = (
+    ("It was a dark and stormy [MASK].", "night"),
+    ("Thank you very [MASK].", "much"),
+    ("The king and the [MASK] sat on their thrones.", "queen"),
+    ("The sun rises in the east and sets in the [MASK].", "west"),
+    ("She sat down at her desk and wrote a [MASK] to her mother.", "letter"),
+    ("He opened the door and walked into the [MASK].", "room"),
+    ("Two and two make [MASK].", "four"),
+    ("What is your [MASK]? My name is John.", "name"),
+)
 
 
 def fill_mask_demo(pretrainer, preprocessor, sentence, rng, mask_fraction=0.15, top=5):
@@ -54,6 +70,22 @@ def fill_mask_demo(pretrainer, preprocessor, sentence, rng, mask_fraction=0.15, 
         lines.append(f"  [MASK] at {position} (was {vocab[ids[position]]!r}): "
                      + ", ".join(f"{vocab[t]} {p:.2f}" for t, p in zip(best, _softmax(row)[best])))
     return "\n".join(lines)
+
+
+def probe_report(pretrainer, preprocessor, probes=PROBES, top_k=5):
+    """`fill_mask` on each probe: ({"hits", "of", "answers"}, the lines to print)."""
+    answers = fill_mask(pretrainer, preprocessor, [text for text, _ in probes], top_k=top_k)
+    hits = sum(bool(guesses) and guesses[0][0][0] == expected
+               for (_, expected), guesses in zip(probes, answers))
+    lines = [f"Fill-mask probes (top-1 hits: {hits} of {len(probes)}):"]
+    for (text, expected), guesses in zip(probes, answers):
+        best = ", ".join(f"{token} {p:.2f}" for token, p in guesses[0]) if guesses else "-"
+        mark = "hit" if guesses and guesses[0][0][0] == expected else f"expected {expected!r}"
+        lines.append(f"  {text} -> {best} ({mark})")
+    result = {"hits": int(hits), "of": len(probes),
+              "answers": [{"text": text, "expected": expected, "guesses": guesses[0] if guesses
+                           else []} for (text, expected), guesses in zip(probes, answers)]}
+    return result, lines
 
 
 def _softmax(row):
@@ -105,14 +137,16 @@ def heldout_report(directory, pretrainer, preprocessor, heldout_results, sentenc
         seed: the seed of the positions it masks.
 
     Returns:
-        {"heldout": heldout_results, "fill_mask": the demo's text}.
+        {"heldout": heldout_results, "probes": `probe_report`'s result, "fill_mask": the text
+        of both demos}.
     """
     write_json(os.path.join(directory, HELDOUT_FILE), heldout_results)
     plot_loss_curve(os.path.join(directory, HISTORY_FILE), heldout_results,
                     os.path.join(directory, LOSS_CURVE_FILE))
-    return {"heldout": heldout_results,
-            "fill_mask": fill_mask_demo(pretrainer, preprocessor, sentence,
-                                        np.random.default_rng(seed))}
+    probes, probe_lines = probe_report(pretrainer, preprocessor)
+    demo = fill_mask_demo(pretrainer, preprocessor, sentence, np.random.default_rng(seed))
+    return {"heldout": heldout_results, "probes": probes,
+            "fill_mask": "\n".join([demo, *probe_lines])}
 
 
 def heldout_lines(heldout_results):

@@ -3,10 +3,10 @@ the input of a run (`pretraining_input_fn`), the callbacks of a run (exact resum
 checkpoints, the step history; `pretraining_callbacks` puts them in a run directory), plus the
 start from an earlier run's weights. The optimizer is in `keras_bert_min.optimization`.
 
-The MLM loss is Google's: cross-entropy at the masked positions, weighted by `masked_lm_weights`
-and divided by the sum of the weights (so padding predictions neither count nor dilute), which
-Keras spells `reduction="mean_with_sample_weight"`. A batch whose weights are all zero gives a
-loss of 0, not NaN (Keras divides with `divide_no_nan`).
+The MLM loss is exactly Google's (`get_masked_lm_output` of run_pretraining.py): cross-entropy
+at the masked positions, weighted by `masked_lm_weights` and divided by the sum of the weights
+plus 1e-5 (so padding predictions neither count nor dilute, and a batch whose weights are all
+zero gives 0, not NaN), per replica as Google's TPU code computes it.
 """
 
 import dataclasses
@@ -15,6 +15,7 @@ import os
 
 import keras
 import numpy as np
+from keras.src.losses.loss import scale_loss_for_distribution
 
 from keras_bert_min._checks import atomic_directory, atomic_file
 from keras_bert_min.config import PRETRAINING_INPUTS, PRETRAINING_LABELS
@@ -28,12 +29,44 @@ from keras_bert_min.weights import (copy_weights, load_google_checkpoint, save_g
                                     write_google_config)
 
 
+@keras.saving.register_keras_serializable(package="keras_bert_min")
+class MaskedLMLoss(keras.losses.Loss):
+    """Google's masked-LM loss: `sum(weights * cross_entropy) / (sum(weights) + 1e-5)`.
+
+    Example:
+    >>> loss = MaskedLMLoss()
+    >>> round(float(loss([[1, 0]], [[[0.0, 9.0], [9.0, 0.0]]], sample_weight=[[1.0, 0.0]])), 4)
+    0.0001
+    """
+
+    EPSILON = 1e-5  # run_pretraining.py's, in the denominator
+
+    def __init__(self, name="mlm_loss", dtype="float32"):
+        super().__init__(name=name, reduction="sum", dtype=dtype)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # The weights divide here, so Keras' own weighting and reduction are not applied.
+        y_pred = keras.ops.cast(y_pred, self.dtype)
+        per_prediction = keras.losses.sparse_categorical_crossentropy(y_true, y_pred,
+                                                                      from_logits=True)
+        weights = (keras.ops.ones_like(per_prediction) if sample_weight is None
+                   else keras.ops.cast(sample_weight, self.dtype))
+        loss = keras.ops.sum(per_prediction * weights) / (keras.ops.sum(weights) + self.EPSILON)
+        # As Keras' mean reductions do: each replica's loss is divided by the replica count, so
+        # the gradients summed across replicas are those of the mean of the replicas' losses.
+        return scale_loss_for_distribution(loss)
+
+    def call(self, y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
 def pretraining_losses():
     """Losses for `BertPretrainer.compile`, keyed by output name, computed in float32."""
     return {
-        "mlm_logits": keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight", name="mlm_loss",
-            dtype="float32"),
+        "mlm_logits": MaskedLMLoss(),
         "nsp_logits": keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, name="nsp_loss", dtype="float32"),
     }
@@ -74,10 +107,11 @@ def split_pretraining_features(features):
 
 
 def pretraining_instances(documents, preprocessor, seq_length, max_predictions_per_seq,
-                          dupe_factor=1, static_masking=False, seed=12345):
+                          dupe_factor=1, static_masking=False, seed=12345,
+                          whole_word_mask=False):
     """Documents of sentence strings -> `TrainingInstance`s: tokenized by `preprocessor`, paired
     into sentence pairs with NSP labels (`text.pretraining.create_training_instances`), masked
-    with `static_masking`.
+    with `static_masking` (whole words together with `whole_word_mask`).
 
     Example:
     >>> instances = pretraining_instances([["A first.", "A second."], ["B one."]], preprocessor,
@@ -87,16 +121,18 @@ def pretraining_instances(documents, preprocessor, seq_length, max_predictions_p
         tokenize_documents(documents, preprocessor),
         SpecialTokenIds.from_preprocessor(preprocessor),
         max_seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
-        dupe_factor=dupe_factor, static_masking=static_masking, seed=seed)
+        dupe_factor=dupe_factor, do_whole_word_mask=whole_word_mask,
+        static_masking=static_masking, seed=seed)
 
 
 def heldout_dataset(documents, preprocessor, batch_size, seq_length, max_predictions_per_seq,
-                    seed=12345):
+                    seed=12345, whole_word_mask=False):
     """`(x, y, sample_weight)` batches of held-out documents for `evaluate`, with masks drawn
     once (`seed`), so every evaluation of a run sees the same examples; each example once, in
     order, the last partial batch dropped. A ValueError when there is not one full batch."""
     instances = pretraining_instances(documents, preprocessor, seq_length,
-                                      max_predictions_per_seq, static_masking=True, seed=seed)
+                                      max_predictions_per_seq, static_masking=True, seed=seed,
+                                      whole_word_mask=whole_word_mask)
     if len(instances) < batch_size:
         raise ValueError(f"The held-out documents give {len(instances)} examples, fewer than one "
                          f"batch of {batch_size}; hold out more documents.")
@@ -107,7 +143,7 @@ def heldout_dataset(documents, preprocessor, batch_size, seq_length, max_predict
 
 def pretraining_input_fn(batch_size, seq_length, max_predictions_per_seq, *, instances=None,
                          special_ids=None, static_masking=False, tfrecords=None, seed=None,
-                         skip_batches=0):
+                         skip_batches=0, whole_word_mask=False):
     """The training input of a pretraining run, for `strategy.distribute_datasets_from_function`.
 
     Args:
@@ -121,6 +157,7 @@ def pretraining_input_fn(batch_size, seq_length, max_predictions_per_seq, *, ins
         seed: the seed of the shuffle (and of the masks drawn in tf.data).
         skip_batches: batches to skip, so that a run resumed at step N sees the batches an
             uninterrupted run would (see `completed_epochs`).
+        whole_word_mask: masks drawn in tf.data cover whole words (a word and its `##` pieces).
 
     Returns:
         A function of a `tf.distribute.InputContext` (or None) giving an endless dataset of
@@ -143,7 +180,7 @@ def pretraining_input_fn(batch_size, seq_length, max_predictions_per_seq, *, ins
         else:
             dataset = pretraining_dataset_from_instances(
                 instances, special_ids, batch_size, seq_length, max_predictions_per_seq,
-                seed=seed, input_context=input_context)
+                do_whole_word_mask=whole_word_mask, seed=seed, input_context=input_context)
         return dataset.skip(skip_batches).map(split_pretraining_features)
     return dataset_fn
 

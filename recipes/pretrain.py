@@ -55,6 +55,7 @@ def build_parser():
                       help="dynamic: masks drawn afresh for every batch in tf.data; static: "
                            "Google's, drawn once in Python for each of --dupe_factor copies. "
                            "Both are a pure function of --seed. (TFRecords carry their own.)")
+    data.add_argument("--whole_word_mask", action="store_true", help="Mask words with their ##s.")
     data.add_argument("--dupe_factor", type=int, default=2,
                       help="Passes over the corpus when pairing sentences (static: each with "
                            "its own masks).")
@@ -135,7 +136,7 @@ def load_data(args):
     print(f"Pairing sentences of {len(documents)} documents...", flush=True)
     instances = training.pretraining_instances(
         documents, preprocessor, args.seq_length, args.max_predictions_per_seq, args.dupe_factor,
-        args.masking == "static", args.seed)
+        args.masking == "static", args.seed, args.whole_word_mask)
     if len(instances) < args.batch_size:
         raise ValueError(f"the corpus gives {len(instances)} examples, fewer than one batch of "
                          f"{args.batch_size}; add text or lower --batch_size.")
@@ -194,13 +195,13 @@ def main(argv=None):
         per_replica_batch, args.seq_length, args.max_predictions_per_seq, instances=instances,
         special_ids=pretraining.SpecialTokenIds.from_preprocessor(preprocessor),
         static_masking=args.masking == "static", tfrecords=args.tfrecords, seed=args.seed,
-        skip_batches=resumed * steps_per_loop))
+        skip_batches=resumed * steps_per_loop, whole_word_mask=args.whole_word_mask))
     # Held-out metrics at step 0 (fit restores a resumed run later) and at the end, on all workers.
     heldout, results = None, []
     if heldout_documents:
         heldout = training.heldout_dataset(heldout_documents, preprocessor, args.batch_size,
                                            args.seq_length, args.max_predictions_per_seq,
-                                           args.seed + 1)
+                                           args.seed + 1, args.whole_word_mask)
         results.append({"step": 0, **pretrainer.evaluate(heldout, verbose=0, return_dict=True)})
     config = pretrainer.bert_config
     print(f"Training {config.num_hidden_layers}-layer H-{config.hidden_size} BERT for {steps} steps"

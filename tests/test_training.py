@@ -28,9 +28,11 @@ def log_softmax(logits):
 
 
 def googles_mlm_loss(logits, label_ids, label_weights):
-    """`get_masked_lm_output` of Google's run_pretraining.py, minus its 1e-5 in the denominator."""
-    per_example = -np.take_along_axis(log_softmax(logits), label_ids[..., None], -1)[..., 0]
-    return (per_example * label_weights).sum() / label_weights.sum()
+    """`get_masked_lm_output` of Google's run_pretraining.py, transcribed in float64:
+    numerator = sum(label_weights * per_example_loss); denominator = sum(label_weights) + 1e-5."""
+    per_example = -np.take_along_axis(log_softmax(logits.astype(np.float64)),
+                                      label_ids[..., None], -1)[..., 0]
+    return (per_example * label_weights).sum() / (label_weights.sum() + 1e-5)
 
 
 def test_mlm_loss_is_weighted_mean_over_real_predictions():
@@ -47,6 +49,12 @@ def test_mlm_loss_is_weighted_mean_over_real_predictions():
     np.testing.assert_allclose(
         pretraining_losses()["mlm_logits"](labels, padded_logits, sample_weight=weights), loss,
         rtol=1e-6)
+    # One real prediction: Google's 1e-5 is then a relative 1e-5 of the loss, ten times this test's
+    # tolerance, so the test tells Google's denominator from a plain weighted mean.
+    one = np.zeros_like(weights)
+    one[2, 3] = 1.0
+    np.testing.assert_allclose(pretraining_losses()["mlm_logits"](labels, logits, sample_weight=one),
+                               googles_mlm_loss(logits, labels, one), rtol=1e-6)
 
 
 def test_all_zero_weights_give_zero_loss_not_nan():
@@ -269,3 +277,44 @@ def test_initialize_refuses_another_config_or_model_and_assigns_nothing(tmp_path
     encoder = BertEncoder(CHECKPOINT_TINY)
     with pytest.raises(ValueError, match="dense.keras holds a Sequential, not a BERT model"):
         initialize_from_checkpoint(encoder, tmp_path / "dense.keras")
+
+
+@pytest.mark.parametrize("static_masking", [False, True])
+def test_whole_word_mask_masks_a_word_with_all_its_pieces(tmp_path, static_masking):
+    from keras_bert_min.text.preprocessor import BertPreprocessor
+    from keras_bert_min.text.pretraining import SpecialTokenIds
+    from keras_bert_min.training import pretraining_input_fn, pretraining_instances
+    from tests.fixtures import SPECIAL_TOKENS, write_vocab_file
+
+    # Every word splits into pieces: "unbreakable" -> un ##break ##able, and so on.
+    vocab = SPECIAL_TOKENS + ["un", "##break", "##able", "re", "##do", "##ne", "a", "."]
+    preprocessor = BertPreprocessor(write_vocab_file(tmp_path / "vocab.txt", vocab), 32)
+    sentences = ["unbreakable redone a.", "a redone unbreakable.", "redone a unbreakable."]
+    documents = [[sentences[(d + s) % 3] for s in range(4)] for d in range(12)]
+    instances = pretraining_instances(documents, preprocessor, 32, 6, dupe_factor=2,
+                                      static_masking=static_masking, seed=3,
+                                      whole_word_mask=True)
+    dataset = pretraining_input_fn(4, 32, 6, instances=instances,
+                                   special_ids=SpecialTokenIds.from_preprocessor(preprocessor),
+                                   static_masking=static_masking, seed=3, whole_word_mask=True)()
+    masked_any = 0
+    for x, y, weights in dataset.take(8):
+        for ids, row_y, row_positions, row_weights in zip(
+                x["input_word_ids"].numpy(), y["mlm_logits"].numpy(),
+                x["masked_lm_positions"].numpy(), weights["mlm_logits"].numpy()):
+            masked = {int(p): vocab[t] for p, t, w in zip(row_positions, row_y, row_weights) if w}
+            masked_any += len(masked)
+
+            def original(position):
+                return masked.get(position, vocab[ids[position]])
+
+            # A word is masked whole or not at all: a masked piece's neighbours of the same word
+            # (a ## piece after it, or the piece before a masked ## piece) are masked too. A
+            # segment may start with a ## piece (Google's truncation cuts either end); that
+            # piece is then a word of its own, as in Google's whole-word masking.
+            for position, token in masked.items():
+                if token.startswith("##") and original(position - 1) not in SPECIAL_TOKENS:
+                    assert position - 1 in masked, (masked, position)
+                if original(position + 1).startswith("##"):
+                    assert position + 1 in masked, (masked, position)
+    assert masked_any > 0

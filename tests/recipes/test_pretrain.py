@@ -51,6 +51,8 @@ def test_end_to_end_on_a_real_book(small_corpus, tmp_path):
                                                                     "lower_case": True}
     assert not list(out.rglob("*.partial"))
     assert "[MASK] at" in result.stdout and "Outputs in" in result.stdout
+    assert "Fill-mask probes (top-1 hits: " in result.stdout
+    assert summary["probes"]["of"] == 8 and 0 <= summary["probes"]["hits"] <= 8
     # The Google-layout checkpoint loads into a fresh pretrainer with the same numbers.
     reloaded = keras.saving.load_model(str(out / "model.keras"))
     fresh = kbm.bert_pretrainer(reloaded.bert_config)
