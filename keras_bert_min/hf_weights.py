@@ -220,6 +220,8 @@ def hf_config(model, label_names=None):
     if isinstance(model, BertClassifier):
         config["problem_type"] = ("regression" if model.num_classes == 1
                                   else "single_label_classification")
+    if isinstance(model, BertTokenClassifier):  # ours; transformers keeps unknown keys as is
+        config["ignore_label"] = model.ignore_label
     return config
 
 
@@ -248,4 +250,6 @@ def hf_model_kind(config_values):
             settings["label_names"] = names
         if config_values.get("classifier_dropout") is not None:
             settings["dropout"] = float(config_values["classifier_dropout"])
+    if model_class is BertTokenClassifier and "ignore_label" in config_values:
+        settings["ignore_label"] = int(config_values["ignore_label"])
     return model_class, settings

@@ -23,6 +23,7 @@ import re
 import shutil
 
 import keras
+import tensorflow as tf
 
 from keras_bert_min._checks import (atomic_directory, check_int, partial_path, refuse_non_empty,
                                     remove_partial, write_json)
@@ -101,12 +102,6 @@ def save_pretrained(model, directory, preprocessor=None, format="keras", label_n
     if kind is None:
         raise ValueError(f"save_pretrained takes a BertEncoder, a BertPretrainer or a task model "
                          f"of keras_bert_min.tasks, got a {type(model).__name__}.")
-    if label_names is not None:
-        if not isinstance(model, _LABELLED):
-            raise ValueError(f"label_names need a classifier or a token classifier, got a "
-                             f"{type(model).__name__}.")
-        model.set_label_names(label_names)  # checked against the class count
-    label_names = getattr(model, "label_names", None)
     if format == "google" and not model.bert_config.fits_google_format:
         raise ValueError(f"hidden_act {model.bert_config.hidden_act!r} cannot be written as "
                          "Google's bert_config.json (its 'gelu' is the tanh form); save with "
@@ -120,6 +115,12 @@ def save_pretrained(model, directory, preprocessor=None, format="keras", label_n
                          f"vocab_size is {model.bert_config.vocab_size}; pass the model's own.")
     directory = os.fspath(directory)
     refuse_non_empty(directory, overwrite)
+    if label_names is not None:
+        if not isinstance(model, _LABELLED):
+            raise ValueError(f"label_names need a classifier or a token classifier, got a "
+                             f"{type(model).__name__}.")
+        model.set_label_names(label_names)  # checked against the class count
+    label_names = getattr(model, "label_names", None)
 
     def write(staging):
         if format == "keras":
@@ -131,6 +132,8 @@ def save_pretrained(model, directory, preprocessor=None, format="keras", label_n
                                            format="google")
             head = {"num_classes": model.num_classes, "dropout": model.dropout} \
                 if isinstance(model, _LABELLED) else {}
+            if isinstance(model, BertTokenClassifier):
+                head["ignore_label"] = model.ignore_label
             write_json(os.path.join(staging, MODEL_KIND_FILE), {"model": kind, **head})
         else:
             save_hf_weights(model, os.path.join(staging, HF_WEIGHTS_FILE))
@@ -215,11 +218,18 @@ def from_pretrained(directory, model="auto", seq_length=None, lower_case=None, n
     if num_classes is not None:
         check_int("num_classes", num_classes)
     if os.path.isfile(os.path.join(directory, MODEL_FILE)):
-        bert = _from_keras_file(directory, model, num_classes, dropout)
+        bert, saved_head = _from_keras_file(directory, model, num_classes, dropout)
     else:
-        bert = _from_weights_files(directory, model, num_classes, dropout, allow_missing_pooler)
+        bert, saved_head = _from_weights_files(directory, model, num_classes, dropout,
+                                               allow_missing_pooler)
+    if (num_classes is not None or dropout is not None) and not isinstance(bert, _LABELLED):
+        raise ValueError(f"num_classes and dropout are for a classifier or token_classifier "
+                         f"head, and {directory!r} gives a {type(bert).__name__}; pass "
+                         "model='classifier' or 'token_classifier'.")
+    # labels.json names the saved head's classes, never those of a new head.
     labels_file = os.path.join(directory, LABELS_FILE)
-    if isinstance(bert, _LABELLED) and bert.label_names is None and os.path.isfile(labels_file):
+    if saved_head and isinstance(bert, _LABELLED) and bert.label_names is None \
+            and os.path.isfile(labels_file):
         saved = LabelMap.load(labels_file)
         if len(saved) == bert.num_classes:
             bert.set_label_names(saved.names)
@@ -259,37 +269,42 @@ def _from_keras_file(directory, kind, num_classes, dropout):
                          f"({', '.join(cls.__name__ for cls in MODEL_CLASSES.values())}).")
     if kind in ("auto", saved_kind):
         _check_same_head(directory, saved_kind, getattr(saved, "num_classes", None), num_classes)
-        return saved
+        return saved, True
     if kind == "pretrainer":
         raise ValueError(f"{path!r} holds a {type(saved).__name__}, which has no pretraining "
                          "heads; load it as 'encoder' or as a task model.")
     encoder = saved if isinstance(saved, BertEncoder) else saved.encoder
-    return _new_model(kind, encoder, num_classes, dropout)
+    return _new_model(kind, encoder, num_classes, dropout), False
 
 
 def _from_weights_files(directory, kind, num_classes, dropout, allow_missing_pooler):
     weights, weights_format = _find_weights(directory)
     config_file = _find_config(directory, weights_format)
     config = BertConfig.from_json_file(config_file)
-    saved_kind, head = _saved_kind(directory, weights_format, config_file)
+    saved_kind, head = _saved_kind(directory, weights_format, config_file, weights)
     kind = saved_kind if kind == "auto" else kind
-    same_head = kind == saved_kind and kind != "encoder"
+    # Google's run_classifier.py names its head the same for any per-class head.
+    same_head = kind != "encoder" and (kind == saved_kind or (
+        {kind, saved_kind} == {"classifier", "token_classifier"} and head.get("google_names")))
+    head.pop("google_names", None)
     if same_head:
         _check_same_head(directory, kind, head.get("num_classes"), num_classes)
     encoder = BertEncoder(config)
     bert = _new_model(kind, encoder, num_classes, dropout, head if same_head else None)
     # The file's weights go into the whole model when it holds that model's head (a pretrainer
-    # must), else into the encoder under a new head.
+    # must), else into the encoder under a new head. A tagger or span head never reads the
+    # pooler, which transformers does not write for them.
     target = bert if same_head or kind == "pretrainer" else encoder
     if weights_format == "google":
         report = load_google_checkpoint(target, weights)
     else:
-        report = load_hf_weights(target, weights, allow_missing_pooler=allow_missing_pooler)
+        report = load_hf_weights(target, weights, allow_missing_pooler=allow_missing_pooler
+                                 or isinstance(bert, (BertTokenClassifier, BertSpanPredictor)))
     _log.info("%s", report)
-    return bert
+    return bert, same_head
 
 
-def _saved_kind(directory, weights_format, config_file):
+def _saved_kind(directory, weights_format, config_file, weights):
     """(model kind, head settings) of a google- or hf-format directory."""
     if weights_format == "hf":
         with open(config_file, encoding="utf-8") as f:
@@ -297,7 +312,14 @@ def _saved_kind(directory, weights_format, config_file):
         return _KIND_OF_CLASS[model_class], head
     path = os.path.join(directory, MODEL_KIND_FILE)
     if not os.path.isfile(path):
-        return "encoder", {}  # Google's releases: the heads are there, used on request
+        # Google's own directories: a fine-tuning script's head, by its names, or a release
+        # (whose pretraining heads are used on request).
+        shapes = tf.train.load_checkpoint(weights).get_variable_to_shape_map()
+        if "output_weights" in shapes:
+            return "classifier", {"num_classes": shapes["output_weights"][0], "google_names": True}
+        if "cls/squad/output_weights" in shapes:
+            return "span_predictor", {}
+        return "encoder", {}
     with open(path, encoding="utf-8") as f:
         head = json.load(f)
     kind = head.pop("model", None)

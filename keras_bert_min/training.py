@@ -15,7 +15,7 @@ import os
 
 import keras
 import numpy as np
-from keras.src.losses.loss import scale_loss_for_distribution
+from keras.src.losses.loss import scale_loss_for_distribution, squeeze_or_expand_to_same_rank
 
 from keras_bert_min._checks import atomic_directory, atomic_file
 from keras_bert_min.config import PRETRAINING_INPUTS, PRETRAINING_LABELS
@@ -51,6 +51,8 @@ class MaskedLMLoss(keras.losses.Loss):
                                                                       from_logits=True)
         weights = (keras.ops.ones_like(per_prediction) if sample_weight is None
                    else keras.ops.cast(sample_weight, self.dtype))
+        # [B, P] and [B, P, 1] weights alike, as Keras' own losses align them.
+        per_prediction, weights = squeeze_or_expand_to_same_rank(per_prediction, weights)
         loss = keras.ops.sum(per_prediction * weights) / (keras.ops.sum(weights) + self.EPSILON)
         # As Keras' mean reductions do: each replica's loss is divided by the replica count, so
         # the gradients summed across replicas are those of the mean of the replicas' losses.

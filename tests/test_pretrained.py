@@ -370,3 +370,70 @@ def test_save_pretrained_refuses_what_a_format_cannot_hold(tmp_path, tiny_prepro
     with pytest.raises(ValueError, match="has 10 tokens but the model's vocab_size is 30"):
         save_pretrained(exact_gelu, tmp_path / "x", small)
     assert not (tmp_path / "x").exists() and not (tmp_path / "google").exists()
+
+
+def test_a_new_head_does_not_take_another_tasks_label_names(tmp_path, tiny_preprocessor):
+    tagger = BertTokenClassifier(tiny_model("encoder"), 2, label_names=["O", "B-PER"])
+    for format in FORMATS:
+        save_pretrained(tagger, tmp_path / format, tiny_preprocessor, format=format)
+        # A tagger's hf file has no pooler (as transformers writes it): a classifier, which
+        # reads the pooler, must say it accepts an untrained one.
+        classifier, _ = from_pretrained(tmp_path / format, "classifier", num_classes=2,
+                                        allow_missing_pooler=format == "hf")
+        assert classifier.label_names is None, format
+        again, _ = from_pretrained(tmp_path / format)
+        assert again.label_names == ["O", "B-PER"], format
+
+
+def test_googles_fine_tuned_directory_keeps_its_head(tmp_path, tiny_preprocessor):
+    """run_classifier.py / run_squad.py write no keras_bert_min.json: their heads are read by
+    Google's names."""
+    for kind, expected_class in (("classifier", BertClassifier),
+                                 ("span_predictor", BertSpanPredictor)):
+        model = tiny_model(kind)
+        directory = tmp_path / kind
+        save_pretrained(model, directory, tiny_preprocessor, format="google")
+        os.remove(directory / "keras_bert_min.json")
+        for request in ("auto", kind):
+            loaded, _ = from_pretrained(directory, request)
+            assert type(loaded) is expected_class
+            inputs = tiny_inputs(kind)
+            for name, value in outputs_of(model, inputs).items():
+                np.testing.assert_allclose(outputs_of(loaded, inputs)[name], value, atol=1e-6)
+    with pytest.raises(ValueError, match="classifier of 3 classes, not 4"):
+        from_pretrained(tmp_path / "classifier", "classifier", num_classes=4)
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_a_taggers_ignore_label_comes_back(tmp_path, tiny_preprocessor, format):
+    tagger = randomised(BertTokenClassifier(BertEncoder(CHECKPOINT_TINY), 4, ignore_label=-1))
+    save_pretrained(tagger, tmp_path / format, tiny_preprocessor, format=format)
+    loaded, _ = from_pretrained(tmp_path / format)
+    assert loaded.ignore_label == -1
+
+
+def test_a_span_head_on_a_taggers_hf_file_needs_no_pooler(tmp_path, tiny_preprocessor):
+    # transformers writes neither a tagger's nor a span predictor's pooler.
+    save_pretrained(tiny_model("token_classifier"), tmp_path / "hf", tiny_preprocessor,
+                    format="hf")
+    reader, _ = from_pretrained(tmp_path / "hf", "span_predictor")
+    assert isinstance(reader, BertSpanPredictor)
+
+
+def test_class_arguments_for_a_model_without_classes_are_refused(tmp_path, tiny_preprocessor):
+    save_pretrained(tiny_model("pretrainer"), tmp_path / "keras", tiny_preprocessor)
+    with pytest.raises(ValueError, match="num_classes and dropout are for a classifier"):
+        from_pretrained(tmp_path / "keras", num_classes=3)
+    with pytest.raises(ValueError, match="num_classes and dropout are for a classifier"):
+        from_pretrained(tmp_path / "keras", "span_predictor", num_classes=3)
+
+
+def test_a_refused_save_leaves_the_model_as_it_was(tmp_path, tiny_preprocessor):
+    classifier = tiny_model("classifier")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        save_pretrained(classifier, tmp_path / "used", label_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match="needs the preprocessor"):
+        save_pretrained(classifier, tmp_path / "hf", format="hf", label_names=["a", "b", "c"])
+    assert classifier.label_names == ["neg", "neu", "pos"]
