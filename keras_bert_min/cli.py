@@ -112,6 +112,7 @@ def add_device_arguments(group):
                        help="tf.distribute strategy: auto picks TPU, several GPUs or the default "
                             "device; multi_worker reads TF_CONFIG.")
     group.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu.")
-    group.add_argument("--precision", choices=PRECISIONS, default="float32",
-                       help="Keras dtype policy; variables and logits stay float32.")
+    group.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="Keras dtype policy; variables and logits stay float32. auto: "
+                            "mixed_bfloat16 where the hardware has bfloat16, else float32.")
     group.add_argument("--jit_compile", action="store_true", help="Compile steps with XLA.")

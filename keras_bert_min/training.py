@@ -10,8 +10,10 @@ zero gives 0, not NaN), per replica as Google's TPU code computes it.
 """
 
 import dataclasses
+import functools
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -65,29 +67,38 @@ class MaskedLMLoss(keras.losses.Loss):
         return {"name": self.name, "dtype": self.dtype}
 
 
-def pretraining_losses():
-    """Losses for `BertPretrainer.compile`, keyed by output name, computed in float32."""
-    return {
-        "mlm_logits": MaskedLMLoss(),
-        "nsp_logits": keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, name="nsp_loss", dtype="float32"),
-    }
+def pretraining_losses(next_sentence=True):
+    """Losses for `BertPretrainer.compile`, keyed by output name, computed in float32; without
+    `next_sentence`, the masked-LM loss alone (NSP's is None: that head gets no gradient)."""
+    nsp = keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="nsp_loss",
+                                                     dtype="float32")
+    return {"mlm_logits": MaskedLMLoss(), "nsp_logits": nsp if next_sentence else None}
 
 
-def pretraining_metrics():
+def pretraining_metrics(next_sentence=True):
     """Metrics for `compile(weighted_metrics=...)`: MLM accuracy weighted by `masked_lm_weights`
-    (padding predictions excluded), NSP accuracy (its sample weights are all ones)."""
-    return {
-        "mlm_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype="float32")],
-        "nsp_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype="float32")],
-    }
+    (padding predictions excluded), NSP accuracy (its sample weights are all ones) if trained."""
+    def accuracy():
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype="float32")]
+    return {"mlm_logits": accuracy(), "nsp_logits": accuracy() if next_sentence else []}
 
 
-def compile_pretrainer(pretrainer, optimizer="adam", **compile_kwargs):
-    """`pretrainer.compile` with the pretraining losses and metrics."""
-    pretrainer.compile(optimizer=optimizer, loss=pretraining_losses(),
-                       weighted_metrics=pretraining_metrics(), **compile_kwargs)
+def compile_pretrainer(pretrainer, optimizer="adam", next_sentence=True, **compile_kwargs):
+    """`pretrainer.compile` with the pretraining losses and metrics; MLM only without
+    `next_sentence` (the batches keep their NSP labels, which Keras wants for every output, but
+    nothing reads them)."""
+    pretrainer.compile(optimizer=optimizer, loss=pretraining_losses(next_sentence),
+                       weighted_metrics=pretraining_metrics(next_sentence), **compile_kwargs)
     return pretrainer
+
+
+def with_mlm_loss(logs):
+    """Keras logs a model's only loss as "loss"; an MLM-only run's logs get it as
+    "mlm_logits_loss" too, so its history and reports read as a full run's."""
+    logs = dict(logs or {})
+    if "loss" in logs and "mlm_logits_loss" not in logs and "nsp_logits_accuracy" not in logs:
+        logs["mlm_logits_loss"] = logs["loss"]
+    return logs
 
 
 def split_pretraining_features(features):
@@ -110,10 +121,11 @@ def split_pretraining_features(features):
 
 def pretraining_instances(documents, preprocessor, seq_length, max_predictions_per_seq,
                           dupe_factor=1, static_masking=False, seed=12345,
-                          whole_word_mask=False):
+                          whole_word_mask=False, next_sentence=True):
     """Documents of sentence strings -> `TrainingInstance`s: tokenized by `preprocessor`, paired
-    into sentence pairs with NSP labels (`text.pretraining.create_training_instances`), masked
-    with `static_masking` (whole words together with `whole_word_mask`).
+    into sentence pairs with NSP labels (`text.pretraining.create_training_instances`; without
+    `next_sentence`, contiguous single segments), masked with `static_masking` (whole words
+    together with `whole_word_mask`).
 
     Example:
     >>> instances = pretraining_instances([["A first.", "A second."], ["B one."]], preprocessor,
@@ -124,17 +136,18 @@ def pretraining_instances(documents, preprocessor, seq_length, max_predictions_p
         SpecialTokenIds.from_preprocessor(preprocessor),
         max_seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
         dupe_factor=dupe_factor, do_whole_word_mask=whole_word_mask,
-        static_masking=static_masking, seed=seed)
+        static_masking=static_masking, seed=seed, next_sentence=next_sentence)
 
 
 def heldout_dataset(documents, preprocessor, batch_size, seq_length, max_predictions_per_seq,
-                    seed=12345, whole_word_mask=False):
+                    seed=12345, whole_word_mask=False, next_sentence=True):
     """`(x, y, sample_weight)` batches of held-out documents for `evaluate`, with masks drawn
     once (`seed`), so every evaluation of a run sees the same examples; each example once, in
     order, the last partial batch dropped. A ValueError when there is not one full batch."""
     instances = pretraining_instances(documents, preprocessor, seq_length,
                                       max_predictions_per_seq, static_masking=True, seed=seed,
-                                      whole_word_mask=whole_word_mask)
+                                      whole_word_mask=whole_word_mask,
+                                      next_sentence=next_sentence)
     if len(instances) < batch_size:
         raise ValueError(f"The held-out documents give {len(instances)} examples, fewer than one "
                          f"batch of {batch_size}; hold out more documents.")
@@ -291,7 +304,7 @@ class StepHistory(keras.callbacks.Callback):
         self.path, self.steps_per_epoch = path, steps_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {}, step=(epoch + 1) * self.steps_per_epoch)
+        logs = dict(with_mlm_loss(logs), step=(epoch + 1) * self.steps_per_epoch)
         new = not os.path.exists(self.path)
         with open(self.path, "a", encoding="utf-8") as f:
             if new:
@@ -299,18 +312,71 @@ class StepHistory(keras.callbacks.Callback):
             f.write(",".join(str(float(logs.get(k, float("nan")))) for k in self.COLUMNS) + "\n")
 
 
+class ProgressLog(keras.callbacks.Callback):
+    """Prints a line per epoch in optimizer steps, as `step 300/3000 (10%) | loss 6.21 | mlm
+    accuracy 12.4% | nsp accuracy 61.0% | 41 s, 6.1 steps/s, about 7 min 22 s left`.
+
+    Keras' own progress bar counts epochs, which a run of `steps_per_loop`-step epochs is not:
+    "Epoch 7/15" reads as passes over the data. The rate and time left are measured from this
+    run's first finished epoch (the one that also traces and compiles the step), so a resumed
+    run's estimate covers only what is left of it.
+
+    Args:
+        total_steps: optimizer steps of the whole run.
+        steps_per_epoch: optimizer steps per epoch (per Keras epoch of `fit`).
+        print_fn: where the lines go (`print` by default, flushed).
+    """
+
+    def __init__(self, total_steps, steps_per_epoch, print_fn=None):
+        super().__init__()
+        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
+        self.print_fn = print_fn or functools.partial(print, flush=True)
+        self._first = None  # (time, step) at the end of the first epoch of this process
+
+    def on_epoch_end(self, epoch, logs=None):
+        step, now = (epoch + 1) * self.steps_per_epoch, time.monotonic()
+        parts = [f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%)"]
+        logs = logs or {}
+        for key, label in (("loss", "loss"), ("mlm_logits_accuracy", "mlm accuracy"),
+                           ("nsp_logits_accuracy", "nsp accuracy")):
+            if key in logs:
+                value = float(logs[key])
+                parts.append(f"{label} {value:.3f}" if key == "loss" else
+                             f"{label} {100 * value:.1f}%")
+        if self._first is None:
+            self._first = (now, step)
+        elif step > self._first[1]:
+            rate = (step - self._first[1]) / (now - self._first[0])
+            left = (self.total_steps - step) / rate
+            parts.append(f"{rate:.1f} steps/s, about {format_duration(left)} left")
+        self.print_fn(" | ".join(parts))
+
+
+def format_duration(seconds):
+    """`'7 min 22 s'`, `'41 s'` or `'1 h 05 min'`."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def backup_directory(directory, worker=0):
     """Where `pretraining_callbacks` backs up worker `worker`'s training state."""
     return os.path.join(directory, "backup", f"worker-{worker}")
 
 
-def pretraining_callbacks(directory, steps_per_epoch, checkpoint_every=1, worker=0, chief=True):
+def pretraining_callbacks(directory, steps_per_epoch, checkpoint_every=1, worker=0, chief=True,
+                          total_steps=None):
     """The callbacks of a pretraining run in `directory`, resumable epoch by epoch.
 
     Every worker backs up its state in `backup_directory(directory, worker)` (`BackupAndRestore`)
     and stops on a NaN loss; the chief also writes TensorBoard logs in `logs/`, the step history
     in `history.csv` (`StepHistory`) and, every `checkpoint_every` epochs, the encoder in
-    `checkpoints/step-<N>/` (`EncoderCheckpoint`).
+    `checkpoints/step-<N>/` (`EncoderCheckpoint`), and given `total_steps`, prints its progress
+    (`ProgressLog`; pass `fit(verbose=0)`). `steps_per_epoch` counts optimizer steps (with
+    gradient accumulation, an epoch of `fit` has that many times the accumulation batches).
 
     Example:
     >>> pretrainer.fit(dataset, epochs=15, steps_per_epoch=100,
@@ -323,6 +389,8 @@ def pretraining_callbacks(directory, steps_per_epoch, checkpoint_every=1, worker
                       StepHistory(os.path.join(directory, HISTORY_FILE), steps_per_epoch),
                       EncoderCheckpoint(os.path.join(directory, "checkpoints"), checkpoint_every,
                                         steps_per_epoch)]
+        if total_steps is not None:
+            callbacks.append(ProgressLog(total_steps, steps_per_epoch))
     return callbacks
 
 

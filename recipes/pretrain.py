@@ -56,6 +56,8 @@ def build_parser():
                            "Google's, drawn once in Python for each of --dupe_factor copies. "
                            "Both are a pure function of --seed. (TFRecords carry their own.)")
     data.add_argument("--whole_word_mask", action="store_true", help="Mask words with their ##s.")
+    data.add_argument("--no_nsp", action="store_true",
+                      help="MLM only: contiguous full-length segments, no next-sentence loss.")
     data.add_argument("--dupe_factor", type=int, default=2,
                       help="Passes over the corpus when pairing sentences (static: each with "
                            "its own masks).")
@@ -65,12 +67,18 @@ def build_parser():
     model.add_argument("--config", default="tiny",
                        help="A preset (tiny, mini, small, medium, base, large, bert_L-<l>_H-<h>"
                             "; it takes the vocab's size) or a bert_config.json.")
+    model.add_argument("--dropout", type=float,
+                       help="Hidden and attention dropout while pretraining (default: the "
+                            "config's, 0.1 in Google's presets).")
     model.add_argument("--init_checkpoint",
                        help="Start from an earlier output directory (phase 2 at a longer "
                             "--seq_length, as Google's 128 then 512), a .keras file or a Google "
                             "TF1 checkpoint prefix, of the same config.")
     train = parser.add_argument_group("training")
-    train.add_argument("--batch_size", type=int, default=64, help="Global batch size.")
+    train.add_argument("--batch_size", type=int, default=64,
+                       help="Global batch size of one optimizer step.")
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1,
+                       help="Split each batch into N micro-batches, gradients averaged.")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int,
                         help="Training steps (default: 1500, or --epochs over the data).")
@@ -107,9 +115,16 @@ def check_args(args):
         raise ValueError("--tfrecords needs the --vocab the records were made with.")
     minimum = {"seq_length": pretraining.MIN_SEQ_LENGTH, "warmup_steps": 0}
     for name in ("steps", "batch_size", "seq_length", "max_predictions_per_seq", "steps_per_loop",
-                 "vocab_size", "dupe_factor", "checkpoint_every", "warmup_steps"):
+                 "vocab_size", "dupe_factor", "checkpoint_every", "warmup_steps",
+                 "gradient_accumulation_steps"):
         if getattr(args, name) is not None:
             check_int(f"--{name}", getattr(args, name), minimum.get(name, 1))
+    if args.batch_size % args.gradient_accumulation_steps:
+        raise ValueError(f"--batch_size {args.batch_size} must split into "
+                         f"--gradient_accumulation_steps {args.gradient_accumulation_steps} "
+                         "equal micro-batches; pass a multiple of it.")
+    if args.dropout is not None:
+        check_fraction("--dropout", args.dropout, high_open=True)
     if args.epochs is not None and not args.epochs > 0:
         raise ValueError(f"--epochs must be a number above 0, got {args.epochs!r}.")
     if check_fraction("--heldout_fraction", args.heldout_fraction, low_open=True) >= 0.5:
@@ -136,7 +151,7 @@ def load_data(args):
     print(f"Pairing sentences of {len(documents)} documents...", flush=True)
     instances = training.pretraining_instances(
         documents, preprocessor, args.seq_length, args.max_predictions_per_seq, args.dupe_factor,
-        args.masking == "static", args.seed, args.whole_word_mask)
+        args.masking == "static", args.seed, args.whole_word_mask, not args.no_nsp)
     if len(instances) < args.batch_size:
         raise ValueError(f"the corpus gives {len(instances)} examples, fewer than one batch of "
                          f"{args.batch_size}; add text or lower --batch_size.")
@@ -147,6 +162,9 @@ def build_pretrainer(args, strategy, vocab_size, total_steps):
     """The compiled pretrainer, built under `strategy.scope()`, from --init_checkpoint if given."""
     try:
         config = kbm.BertConfig.for_vocab(args.config, vocab_size)
+        if args.dropout is not None:
+            config = config.replace(hidden_dropout_prob=args.dropout,
+                                    attention_probs_dropout_prob=args.dropout)
     except ValueError as e:
         raise ValueError(f"--config {args.config}: {e}") from None
     check_int("--seq_length", args.seq_length, pretraining.MIN_SEQ_LENGTH,
@@ -161,8 +179,9 @@ def build_pretrainer(args, strategy, vocab_size, total_steps):
                 raise ValueError(f"--init_checkpoint {args.init_checkpoint}: {e}") from None
             print(f"Initialised from {args.init_checkpoint}: {loaded}")
         training.compile_pretrainer(pretrainer, kbm.create_optimizer(
-            args.learning_rate, total_steps, warmup, optimizer=args.optimizer),
-            jit_compile=args.jit_compile)
+            args.learning_rate, total_steps, warmup, optimizer=args.optimizer,
+            gradient_accumulation_steps=args.gradient_accumulation_steps),
+            next_sentence=not args.no_nsp, jit_compile=args.jit_compile)
     return pretrainer
 
 
@@ -176,8 +195,9 @@ def main(argv=None):
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(args.seed)
-    distribute.set_precision(args.precision)
-    per_replica_batch = distribute.per_replica_batch_size(args.batch_size, strategy)
+    args.precision = distribute.set_precision(args.precision, strategy)
+    micro = args.gradient_accumulation_steps  # batches per optimizer step
+    per_replica_batch = distribute.per_replica_batch_size(args.batch_size // micro, strategy)
     worker, chief = distribute.worker_index(strategy), distribute.is_chief(strategy)
     os.makedirs(args.output_dir, exist_ok=True)
     preprocessor, instances, heldout_documents = load_data(args)
@@ -195,25 +215,26 @@ def main(argv=None):
         per_replica_batch, args.seq_length, args.max_predictions_per_seq, instances=instances,
         special_ids=pretraining.SpecialTokenIds.from_preprocessor(preprocessor),
         static_masking=args.masking == "static", tfrecords=args.tfrecords, seed=args.seed,
-        skip_batches=resumed * steps_per_loop, whole_word_mask=args.whole_word_mask))
+        skip_batches=resumed * steps_per_loop * micro, whole_word_mask=args.whole_word_mask))
     # Held-out metrics at step 0 (fit restores a resumed run later) and at the end, on all workers.
     heldout, results = None, []
     if heldout_documents:
         heldout = training.heldout_dataset(heldout_documents, preprocessor, args.batch_size,
                                            args.seq_length, args.max_predictions_per_seq,
-                                           args.seed + 1, args.whole_word_mask)
-        results.append({"step": 0, **pretrainer.evaluate(heldout, verbose=0, return_dict=True)})
+                                           args.seed + 1, args.whole_word_mask, not args.no_nsp)
+        results.append({"step": 0, **training.with_mlm_loss(pretrainer.evaluate(
+            heldout, verbose=0, return_dict=True))})
     config = pretrainer.bert_config
     print(f"Training {config.num_hidden_layers}-layer H-{config.hidden_size} BERT for {steps} steps"
           f" of {args.batch_size} x {args.seq_length} tokens on {strategy.num_replicas_in_sync} "
           f"replica(s) ({type(strategy).__name__}, {args.precision}).", flush=True)
-    pretrainer.fit(dataset, epochs=loops, steps_per_epoch=steps_per_loop, shuffle=False,
+    pretrainer.fit(dataset, epochs=loops, steps_per_epoch=steps_per_loop * micro, shuffle=False,
                    callbacks=training.pretraining_callbacks(
-                       args.output_dir, steps_per_loop, args.checkpoint_every, worker, chief),
-                   verbose=1 if chief and sys.stdout.isatty() else 2)
+                       args.output_dir, steps_per_loop, args.checkpoint_every, worker, chief,
+                       total_steps=steps), verbose=0)
     if heldout is not None:
-        results.append({"step": steps, **pretrainer.evaluate(heldout, verbose=0,
-                                                             return_dict=True)})
+        results.append({"step": steps, **training.with_mlm_loss(pretrainer.evaluate(
+            heldout, verbose=0, return_dict=True))})
     if not chief:  # keeps its final model apart, so a run can check the workers agree
         kbm.save_pretrained(pretrainer, os.path.join(args.output_dir, "workers",
                                                      f"worker-{worker}"), overwrite=True)

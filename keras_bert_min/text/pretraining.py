@@ -130,11 +130,14 @@ def tokenize_documents(documents, preprocessor, batch_size=1024):
 
 def create_training_instances(documents, vocab, max_seq_length=128, max_predictions_per_seq=20,
                               masked_lm_prob=0.15, short_seq_prob=0.1, dupe_factor=10,
-                              do_whole_word_mask=False, static_masking=True, seed=12345):
+                              do_whole_word_mask=False, static_masking=True, seed=12345,
+                              next_sentence=True):
     """Sentence pairs from tokenized documents, as Google's `create_training_instances`.
 
     Empty sentences and documents are dropped, the documents shuffled, every document turned
     into pairs `dupe_factor` times, and the pairs shuffled, all from one `random.Random(seed)`.
+    With `next_sentence=False` (MLM-only pretraining, no NSP), the documents are cut into
+    contiguous full-length single segments instead (`create_segments_from_document`).
 
     Args:
         documents: list of documents, each a list of sentences, each a list of int token ids.
@@ -148,6 +151,8 @@ def create_training_instances(documents, vocab, max_seq_length=128, max_predicti
         static_masking: mask now (Google's way); False leaves the pairs unmasked for
             `pretraining_dataset_from_instances`, which masks them afresh every epoch.
         seed: the seed of the one random number generator.
+        next_sentence: sentence pairs for next-sentence prediction (Google's); False gives
+            `[CLS] segment [SEP]` instances whose `is_random_next` is always False.
 
     Returns:
         A list of `TrainingInstance`.
@@ -175,9 +180,13 @@ def create_training_instances(documents, vocab, max_seq_length=128, max_predicti
     instances = []
     for _ in range(dupe_factor):
         for document_index in range(len(all_documents)):
-            instances.extend(create_instances_from_document(
-                all_documents, document_index, max_seq_length, short_seq_prob, vocab, rng,
-                mask_fn))
+            if next_sentence:
+                instances.extend(create_instances_from_document(
+                    all_documents, document_index, max_seq_length, short_seq_prob, vocab, rng,
+                    mask_fn))
+            else:
+                instances.extend(create_segments_from_document(
+                    all_documents[document_index], max_seq_length, vocab, rng, mask_fn))
     rng.shuffle(instances)
     return instances
 
@@ -231,6 +240,45 @@ def create_instances_from_document(all_documents, document_index, max_seq_length
             instances.append(instance)
             chunk, chunk_length = [], 0
         i += 1
+    return instances
+
+
+# --- MLM only: contiguous segments, no sentence pairs ------------------------------------------
+
+def create_segments_from_document(document, max_seq_length, vocab, rng, mask_fn=None):
+    """`[CLS] segment [SEP]` instances cutting one document's tokens into contiguous pieces of
+    `max_seq_length - 2` tokens, for pretraining without next-sentence prediction.
+
+    As RoBERTa's, the segments are full length and ignore sentence boundaries (only a
+    document's head and tail pieces are shorter) and never cross documents. The cuts start at
+    a random offset drawn from `rng`, so each pass over the corpus (`dupe_factor`) cuts the
+    text at different places; no token is dropped.
+
+    Args:
+        document: a cleaned document (a list of non-empty sentences of ids).
+        max_seq_length: length of `[CLS] segment [SEP]`.
+        vocab: a `SpecialTokenIds`.
+        rng: the `random.Random` shared by the whole run.
+        mask_fn: as `create_instances_from_document`.
+
+    Example:
+    >>> vocab = SpecialTokenIds(size=20, cls_id=1, sep_id=2, mask_id=3)
+    >>> [i.tokens for i in create_segments_from_document([[5, 6, 7], [8, 9]], 5, vocab,
+    ...                                                   random.Random(0))]
+    [[1, 5, 2], [1, 6, 7, 8, 2], [1, 9, 2]]
+    """
+    stream = [token for sentence in document for token in sentence]
+    length = max_seq_length - 2  # room for [CLS] and [SEP]
+    offset = rng.randint(0, length - 1)
+    starts = ([0] if offset else []) + list(range(offset, len(stream), length))
+    instances = []
+    for start, end in zip(starts, [*starts[1:], len(stream)]):
+        tokens = [vocab.cls_id, *stream[start:end], vocab.sep_id]
+        instance = TrainingInstance(tokens, [0] * len(tokens), is_random_next=False)
+        if mask_fn is not None:
+            (instance.tokens, instance.masked_lm_positions,
+             instance.masked_lm_ids) = mask_fn(tokens, rng=rng)
+        instances.append(instance)
     return instances
 
 

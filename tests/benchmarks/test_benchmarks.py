@@ -310,3 +310,50 @@ def test_markdown_table():
 
 def test_ratio_of_nothing_is_none():
     assert common.ratio(3, 2) == 1.5 and common.ratio(3, 0) is None
+
+
+# --- pretraining against random initialisation ----------------------------------------------------
+
+def test_eval_pretraining_fine_tunes_both_arms_and_reports_the_dev_chosen_gain(tmp_path):
+    """Both arms fine-tuned on the same small labelled files with the same grid; each arm's
+    reported setting is the learning rate of its best dev accuracy (recomputed here from the
+    per-run records) and the gain is the difference of their test accuracies."""
+    import keras_bert_min as kbm
+    from tests.fixtures import SPECIAL_TOKENS, tiny_config, write_vocab_file
+
+    words = sorted({w.strip(".,").lower() for s in SENTENCES for w in s.split()})
+    write_vocab_file(tmp_path / "vocab.txt", SPECIAL_TOKENS + [".", ","] + words)
+    preprocessor = kbm.BertPreprocessor(str(tmp_path / "vocab.txt"), 16, True)
+    pretrained = tmp_path / "pretrained"
+    kbm.save_pretrained(kbm.bert_pretrainer(tiny_config(preprocessor.vocab_size)), pretrained,
+                        preprocessor)
+    for split, count in (("train", 32), ("dev", 16), ("test", 16)):
+        rows = [f"{SENTENCES[i % len(SENTENCES)]}\t{i % 2}" for i in range(count)]
+        (tmp_path / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    results = tmp_path / "results"
+    completed = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "eval_pretraining.py"), "--pretrained",
+         str(pretrained), "--learning_rates", "1e-3", "1e-2", "--epochs", "1", "--seq_length",
+         "16", "--batch_size", "8", "--work_dir", str(tmp_path / "runs"), "--output_dir",
+         str(results), "--", "--train", str(tmp_path / "train.tsv"), "--dev",
+         str(tmp_path / "dev.tsv"), "--test", str(tmp_path / "test.tsv")],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert completed.returncode in (0, 1), completed.stderr[-3000:]  # 1: the target is missed
+    result = json.loads((results / "eval_pretraining.json").read_text())
+    for arm in ("pretrained", "random init"):
+        runs = result["runs"][arm]
+        assert sorted(r["learning_rate"] for r in runs) == [1e-3, 1e-2]
+        best = max(runs, key=lambda r: r["dev_accuracy"])
+        assert result["best"][arm]["learning_rate"] == best["learning_rate"]
+        assert result["best"][arm]["test_accuracy"] == best["test_accuracy"]
+    gain = 100 * (result["best"]["pretrained"]["test_accuracy"]
+                  - result["best"]["random init"]["test_accuracy"])
+    assert result["gain_points"] == round(gain, 2)
+    assert completed.returncode == (0 if gain >= 3 else 1)
+    markdown = (results / "eval_pretraining.md").read_text()
+    assert "| pretrained |" in markdown and "| random init |" in markdown
+    # The random arm starts from other weights than the pretrained directory's.
+    random_model, _ = kbm.from_pretrained(tmp_path / "runs" / "random_init-1")
+    original, _ = kbm.from_pretrained(pretrained)
+    assert not np.array_equal(random_model.encoder.weights[0], original.encoder.weights[0])

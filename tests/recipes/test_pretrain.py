@@ -84,17 +84,22 @@ def test_end_to_end_on_a_real_book(small_corpus, tmp_path):
         (out / "heldout_metrics.json").read_text())[0]["mlm_logits_loss"] - 0.5
 
 
-@pytest.mark.parametrize("masking", ["dynamic", "static"])
-def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path, masking):
+# The pretraining options, all in one run: MLM only, whole-word masks, 2 micro-batches a step.
+OPTIONS = ["--no_nsp", "--whole_word_mask", "--gradient_accumulation_steps", "2"]
+
+
+@pytest.mark.parametrize("masking, options", [("dynamic", []), ("static", []),
+                                              ("dynamic", OPTIONS)])
+def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path, masking, options):
     """SIGKILL after the second backup, restart: same step count and bit-identical final weights
     to an uninterrupted run. No tolerance is needed: the masks (drawn in tf.data, or once in
     Python) are a pure function of the seed and the batch's place in the run, --deterministic
-    enables TF's deterministic ops, the backup holds weights, optimizer state and the dropout
-    generators' state, and the resumed pipeline skips the batches the killed run had already
-    trained on."""
+    enables TF's deterministic ops, the backup holds weights, optimizer state (with gradient
+    accumulation, at a loop's end the accumulators are empty) and the dropout generators'
+    state, and the resumed pipeline skips the batches the killed run had already trained on."""
     corpus, vocab = small_corpus
     extra = ["--steps", "80", "--steps_per_loop", "10", "--deterministic", "--no_export",
-             "--checkpoint_every", "100", "--masking", masking]
+             "--checkpoint_every", "100", "--masking", masking, *options]
     reference = tmp_path / "uninterrupted"
     run_recipe("pretrain.py", recipe_args(corpus, vocab, reference, *extra))
 
@@ -125,6 +130,11 @@ def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path, masking)
     assert json.loads((out / "run_summary.json").read_text())["steps"] == 80
     for resumed, uninterrupted in zip(final_weights(out), final_weights(reference)):
         np.testing.assert_array_equal(resumed, uninterrupted)
+    if options:  # an MLM-only run: no NSP metrics anywhere, and it loads as a pretrainer
+        heldout = json.loads((out / "heldout_metrics.json").read_text())
+        assert heldout[-1]["mlm_logits_accuracy"] > 0 and "nsp_logits_accuracy" not in heldout[-1]
+        assert "nsp accuracy" not in result.stdout and "step 80/80 (100%)" in result.stdout
+        assert isinstance(kbm.from_pretrained(out)[0], kbm.BertPretrainer)
 
 
 def free_ports(count):
@@ -171,6 +181,9 @@ def test_two_workers_train_together(small_corpus, tmp_path):
     (["--strategy", "mirrored", "--batch_size", "3"], "must be a positive multiple of the number "
                                                        "of replicas \\(2\\)"),
     (["--config", "enormous"], "Unknown BERT preset 'enormous'"),
+    (["--gradient_accumulation_steps", "3"], "--batch_size 8 must split into "
+                                             "--gradient_accumulation_steps 3 equal"),
+    (["--dropout", "1"], r"--dropout must be in \[0, 1\), got 1.0"),
 ])
 def test_bad_input_fails_before_training(small_corpus, tmp_path, capsys, extra, message):
     import recipes.pretrain as recipe  # in-process: the two logical CPUs of conftest exist here

@@ -297,6 +297,48 @@ def test_next_sentence_labels_are_balanced():
     assert abs(random_next / len(instances) - 0.5) <= 0.03
 
 
+# --- MLM only (no NSP): contiguous segments ----------------------------------------------------
+
+def test_mlm_only_segments_cut_each_document_into_full_length_pieces():
+    """The RoBERTa-style rule: a document's tokens, in order, cut into pieces of
+    max_seq_length - 2 between [CLS] and [SEP]; only a document's first and last piece may be
+    shorter, no piece crosses documents, no token is lost, one segment, no random next."""
+    documents = sentinel_documents()
+    instances = create_training_instances(documents, SENTINEL_VOCAB, 64, dupe_factor=2,
+                                          static_masking=False, seed=3, next_sentence=False)
+    for instance in instances:
+        tokens = instance.tokens
+        assert tokens[0] == CLS and tokens[-1] == SEP and len(tokens) <= 64
+        assert CLS not in tokens[1:] and SEP not in tokens[1:-1]
+        assert instance.segment_ids == [0] * len(tokens) and not instance.is_random_next
+        assert not instance.masked_lm_positions
+        assert len({d for d, _ in sentence_ids(tokens[1:-1])}) == 1
+    per_document = collections.defaultdict(list)
+    for instance in instances:
+        per_document[sentence_ids(instance.tokens[1:-1])[0][0]].append(instance.tokens[1:-1])
+    for d, document in enumerate(documents):
+        stream = [t for sentence in document for t in sentence]
+        pieces = per_document[d]
+        # Two passes, each holding every token of the document once.
+        assert sorted(t for p in pieces for t in p) == sorted(stream * 2)
+        # Per pass only the head and the tail piece may be short.
+        assert sum(len(p) != 62 for p in pieces) <= 4
+        # The passes cut at different places (a random offset each): more than one short length.
+        assert len({len(p) for p in pieces if len(p) != 62}) > 1
+
+
+def test_mlm_only_segments_are_masked_statically_like_pairs():
+    instances = create_training_instances(sentinel_documents(), SENTINEL_VOCAB, 64, 10,
+                                          dupe_factor=1, static_masking=True, seed=4,
+                                          next_sentence=False)
+    for instance in instances:
+        # Google's count: min(cap, max(1, round(15% of the tokens incl. [CLS] and [SEP]))).
+        assert len(instance.masked_lm_positions) == min(10, max(1, round(0.15 * len(
+            instance.tokens))))
+        assert 0 not in instance.masked_lm_positions
+        assert len(instance.tokens) - 1 not in instance.masked_lm_positions
+
+
 # --- static masking -------------------------------------------------------------------------------
 
 def test_static_masking_statistics_and_invariants():
