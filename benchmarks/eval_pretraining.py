@@ -9,7 +9,7 @@ epoch) of its best dev accuracy, averaged over the seeds, and reports that setti
 accuracy (mean over the seeds).
 
     python recipes/pretrain.py                    # the default run, into runs/pretrain
-    python benchmarks/eval_pretraining.py         # about 15 minutes on 2 cores
+    python benchmarks/eval_pretraining.py         # 12 fine-tuning runs, about 10 minutes on 2 cores
     python benchmarks/eval_pretraining.py --pretrained runs/other --seeds 1 2 3
     python benchmarks/eval_pretraining.py -- --train my.csv --test my_test.csv  # other data
 
@@ -77,10 +77,12 @@ def main(argv=None):
                         help="The pretraining run directory (recipes/pretrain.py's output).")
     parser.add_argument("--learning_rates", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3],
                         help="The grid searched for each arm (small models take high rates).")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1],
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
                         help="Fine-tuning seeds (the random arm's initialisation too).")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seq_length", type=int, default=64)
+    parser.add_argument("--seq_length", type=int, default=None,
+                        help="Default: the pretraining run's (its preprocessor.json), the "
+                             "positions it trained; longer inputs need its phase 2.")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--work_dir", default=os.path.join("runs", NAME))
     parser.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR,
@@ -91,6 +93,9 @@ def main(argv=None):
     if not os.path.exists(os.path.join(args.pretrained, "model.keras")):
         raise SystemExit(f"error: {args.pretrained} holds no model.keras; run "
                          "`python recipes/pretrain.py` first or pass --pretrained.")
+    if args.seq_length is None:
+        with open(os.path.join(args.pretrained, "preprocessor.json"), encoding="utf-8") as f:
+            args.seq_length = json.load(f)["seq_length"]
     recipe = load_recipe()
     runs = {arm: [] for arm in ARMS}
     for seed in args.seeds:

@@ -3,7 +3,7 @@
     fill_mask_demo   masks word pieces of a sentence and lists the pretrainer's top-5 guesses
     probe_report     `fill_mask` on PROBES, everyday sentences whose masked word the context
                      decides: the guesses and the top-1 hits
-    plot_loss_curve  the training losses of a `training.StepHistory` CSV and the held-out MLM
+    plot_loss_curve  the training losses of a `callbacks.StepHistory` CSV and the held-out MLM
                      loss, as an image (matplotlib, imported when called)
     heldout_report   both, and the held-out metrics as JSON, into a run directory
     heldout_lines    the held-out metrics as text
@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_bert_min._checks import atomic_file, write_json
 from keras_bert_min.mask_filling import fill_mask
-from keras_bert_min.training import HISTORY_FILE
+from keras_bert_min.callbacks import HISTORY_FILE
 
 # Chosen before any tuning of the default run (issue 14): everyday English where the context,
 # not word frequency, decides the answer; each answer is one common word.
@@ -97,7 +97,7 @@ def plot_loss_curve(history_csv, heldout, path):
     """Draws the train MLM and NSP losses by step and the held-out MLM loss, atomically.
 
     Args:
-        history_csv: a CSV with the columns of `training.StepHistory.COLUMNS`.
+        history_csv: a CSV with the columns of `callbacks.StepHistory.COLUMNS`.
         heldout: dicts with "step" and "mlm_logits_loss" (as `evaluate(return_dict=True)`).
         path: the image to write; its extension names the format (e.g. .png).
     """
@@ -131,7 +131,7 @@ def heldout_report(directory, pretrainer, preprocessor, heldout_results, sentenc
     (the results), `loss_curve.png` (from the run's `history.csv`) and a fill-mask demo.
 
     Args:
-        directory: the run directory, with the `history.csv` of `training.pretraining_callbacks`.
+        directory: the run directory, with the `history.csv` of `callbacks.pretraining_callbacks`.
         pretrainer, preprocessor: the trained `BertPretrainer` and its `BertPreprocessor`.
         heldout_results: dicts of "step" and `evaluate(return_dict=True)`'s metrics.
         sentence: a held-out sentence for `fill_mask_demo`.

@@ -180,8 +180,8 @@ def main(argv=None):
         raise ValueError(f"{len(splits['train']['texts'])} training examples make no full batch "
                          f"of --batch_size {args.batch_size}; lower it.")
     keras.utils.set_random_seed(args.seed)
-    args.precision = distribute.set_precision(args.precision, strategy)
     strategy = distribute.get_strategy(args.strategy, args.tpu)
+    args.precision = distribute.set_precision(args.precision, strategy)
     distribute.per_replica_batch_size(args.batch_size, strategy)  # checks it splits evenly
     with strategy.scope():
         try:

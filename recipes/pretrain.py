@@ -1,9 +1,9 @@
 """Pretrain BERT (masked LM + next sentence) with model.fit under a tf.distribute strategy.
 
-With no arguments it runs the embedded default: fetch 18 public-domain Gutenberg books, learn
-an 8k WordPiece vocab, pretrain BERT-tiny (2 layers, hidden 128) for 1,500 steps of 64 x 64
-tokens on CPU, report held-out MLM loss/accuracy and NSP accuracy, export a SavedModel, show a
-fill-mask demo and draw the loss curve. Everything goes under --output_dir.
+With no arguments it runs the embedded default (benchmarks/results/pretrain_tuning.md says why):
+fetch 18 Gutenberg books, learn an 8k WordPiece vocab, pretrain BERT-tiny without dropout for
+1,600 steps of 128 x 32 tokens, report held-out MLM and NSP accuracy, ask the fill-mask probes,
+export a SavedModel and draw the loss curve, all under --output_dir.
 
     python recipes/pretrain.py                                   # the default run
     python recipes/pretrain.py --corpus 'wiki/*.txt' --config base --seq_length 128 \\
@@ -11,8 +11,7 @@ fill-mask demo and draw the loss curve. Everything goes under --output_dir.
     python recipes/pretrain.py --tfrecords 'data/*.tfrecord' ...  # Google's static examples
     python recipes/pretrain.py --init_checkpoint runs/phase1 --seq_length 512 ...  # phase 2
 
-Killed runs resume where their last backup was (re-run the same command); a finished output
-directory is never overwritten.
+A killed run resumes from its last backup when re-run; a finished run is never overwritten.
 """
 
 import math
@@ -26,79 +25,65 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
-from keras_bert_min import cli, corpora, distribute, pretrained, reporting, training  # noqa: E402
+from keras_bert_min import (callbacks, cli, corpora, distribute, pretrained,  # noqa: E402
+                            reporting, training)
 from keras_bert_min._checks import check_fraction, check_int, write_json  # noqa: E402
-from keras_bert_min.text import corpus, pretraining, vocab  # noqa: E402
+from keras_bert_min.text import pretraining  # noqa: E402
 
 DONE_FILE = "run_summary.json"
-DEFAULT_STEPS = 1500
+DEFAULT_STEPS = 1600
 
 
 def build_parser():
     parser = cli.parser(__doc__)
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group()
-    source.add_argument("--corpus", nargs="+",
-                        help="Text files or globs: BERT format (one sentence per line, blank line "
-                             "between documents) or prose. Default: the Gutenberg books, fetched.")
-    source.add_argument("--tfrecords", nargs="+",
-                        help="Pretraining TFRecords (Google's create_pretraining_data.py layout) "
-                             "instead of --corpus; needs --vocab.")
+    source.add_argument("--corpus", nargs="+", help="Text files or globs, BERT format or prose. "
+                        "Default: the Gutenberg books, fetched.")
+    source.add_argument("--tfrecords", nargs="+", help="Google's pretraining TFRecords instead "
+                        "of --corpus; needs --vocab.")
     data.add_argument("--vocab", help="vocab.txt; default: learned from the corpus.")
     data.add_argument("--vocab_size", type=int, default=8000, help="Size of a learned vocab.")
     data.add_argument("--cased", action="store_true", help="Keep case and accents.")
-    data.add_argument("--seq_length", type=int, default=64,
-                      help="Tokens per example (Google: 128 in phase 1, 512 in phase 2).")
-    data.add_argument("--max_predictions_per_seq", type=int, default=10,
-                      help="Masked positions per example (Google: 20 at 128, 80 at 512).")
+    data.add_argument("--seq_length", type=int, default=32, help="Tokens per example (Google: "
+                      "128, then 512 in phase 2; short runs learn context sooner at 32).")
+    data.add_argument("--max_predictions_per_seq", type=int, default=5, help="Masked positions "
+                      "per example (15%%; Google: 20 at 128).")
     data.add_argument("--masking", choices=["dynamic", "static"], default="dynamic",
-                      help="dynamic: masks drawn afresh for every batch in tf.data; static: "
-                           "Google's, drawn once in Python for each of --dupe_factor copies. "
-                           "Both are a pure function of --seed. (TFRecords carry their own.)")
+                      help="dynamic: drawn for every batch in tf.data; static: Google's, once "
+                           "per --dupe_factor copy. Both a pure function of --seed.")
     data.add_argument("--whole_word_mask", action="store_true", help="Mask words with their ##s.")
-    data.add_argument("--no_nsp", action="store_true",
-                      help="MLM only: contiguous full-length segments, no next-sentence loss.")
+    data.add_argument("--no_nsp", action="store_true", help="MLM only, on contiguous segments.")
     data.add_argument("--dupe_factor", type=int, default=2,
-                      help="Passes over the corpus when pairing sentences (static: each with "
-                           "its own masks).")
-    data.add_argument("--heldout_fraction", type=float, default=0.02,
-                      help="Fraction of documents held out to report MLM and NSP metrics.")
+                      help="Passes over the corpus when pairing sentences.")
+    data.add_argument("--heldout_fraction", type=float, default=0.02, help="Documents held out.")
     model = parser.add_argument_group("model")
-    model.add_argument("--config", default="tiny",
-                       help="A preset (tiny, mini, small, medium, base, large, bert_L-<l>_H-<h>"
-                            "; it takes the vocab's size) or a bert_config.json.")
-    model.add_argument("--dropout", type=float,
-                       help="Hidden and attention dropout while pretraining (default: the "
-                            "config's, 0.1 in Google's presets).")
-    model.add_argument("--init_checkpoint",
-                       help="Start from an earlier output directory (phase 2 at a longer "
-                            "--seq_length, as Google's 128 then 512), a .keras file or a Google "
-                            "TF1 checkpoint prefix, of the same config.")
+    model.add_argument("--config", default="tiny", help="A preset (tiny, mini, small, medium, "
+                       "base, large, bert_L-<l>_H-<h>) or a bert_config.json.")
+    model.add_argument("--dropout", type=lambda v: None if v == "config" else float(v),
+                       default=0.0, help="Dropout while pretraining (Google: 0.1; short runs "
+                       "learn faster without, as Cramming found); 'config': the config's.")
+    model.add_argument("--init_checkpoint", help="Start from an earlier run directory (phase 2 "
+                       "at a longer --seq_length), a .keras file or a TF1 checkpoint prefix.")
     train = parser.add_argument_group("training")
-    train.add_argument("--batch_size", type=int, default=64,
-                       help="Global batch size of one optimizer step.")
+    train.add_argument("--batch_size", type=int, default=128, help="Global batch of a step.")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1,
                        help="Split each batch into N micro-batches, gradients averaged.")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int,
-                        help="Training steps (default: 1500, or --epochs over the data).")
-    length.add_argument("--epochs", type=float,
-                        help="Passes over the training examples, instead of --steps.")
-    train.add_argument("--learning_rate", type=float, default=2e-3,
-                       help="Peak learning rate (Google: 1e-4 for BERT-base at batch 256; "
-                            "small models and short runs take more).")
+    length.add_argument("--steps", type=int, help=f"Optimizer steps (default {DEFAULT_STEPS}).")
+    length.add_argument("--epochs", type=float, help="Passes over the examples, not --steps.")
+    train.add_argument("--learning_rate", type=float, default=2e-3, help="Peak learning rate "
+                       "(Google: 1e-4 for BERT-base; small models take more).")
     train.add_argument("--warmup_steps", type=int, help="Default: 10%% of --steps.")
     train.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw")
     train.add_argument("--steps_per_loop", type=int, default=100,
-                       help="Steps between backups, logs and checkpoints (one Keras epoch).")
-    train.add_argument("--checkpoint_every", type=int, default=5,
-                       help="Save the encoder (Keras and Google layouts) every N loops.")
+                       help="Steps between backups and logs (one Keras epoch).")
+    train.add_argument("--checkpoint_every", type=int, default=5, help="Encoder every N loops.")
     cli.add_device_arguments(train)
     train.add_argument("--seed", type=int, default=12345,
                        help="Seed of the data, the masks, dropout and initialization.")
-    train.add_argument("--deterministic", action="store_true",
-                       help="TF's deterministic ops: a resumed run then ends with exactly the "
-                            "weights of an uninterrupted one (data and masks are in any case).")
+    train.add_argument("--deterministic", action="store_true", help="TF's deterministic ops: "
+                       "a resumed run ends with exactly an uninterrupted one's weights.")
     out = parser.add_argument_group("outputs")
     out.add_argument("--output_dir", default="runs/pretrain", help="Where everything goes.")
     out.add_argument("--no_export", action="store_true", help="Skip the SavedModel export.")
@@ -123,8 +108,9 @@ def check_args(args):
         raise ValueError(f"--batch_size {args.batch_size} must split into "
                          f"--gradient_accumulation_steps {args.gradient_accumulation_steps} "
                          "equal micro-batches; pass a multiple of it.")
-    if args.dropout is not None:
-        check_fraction("--dropout", args.dropout, high_open=True)
+    if args.vocab and not os.path.isfile(args.vocab):
+        raise FileNotFoundError(f"--vocab {args.vocab} is not a file.")
+    args.dropout is None or check_fraction("--dropout", args.dropout, high_open=True)
     if args.epochs is not None and not args.epochs > 0:
         raise ValueError(f"--epochs must be a number above 0, got {args.epochs!r}.")
     if check_fraction("--heldout_fraction", args.heldout_fraction, low_open=True) >= 0.5:
@@ -135,19 +121,14 @@ def check_args(args):
 
 
 def load_data(args):
-    """(preprocessor, training instances, held-out documents), the last two None with
-    --tfrecords. Without --vocab, one is learned into --output_dir, where a resumed run finds it."""
+    """(preprocessor, instances, held-out documents); a vocab learned goes in --output_dir."""
     if args.tfrecords:
         return kbm.BertPreprocessor(args.vocab, args.seq_length, not args.cased), None, None
     args.corpus = args.corpus or corpora.fetch_gutenberg()
-    documents, heldout_documents = corpus.split_documents(
-        corpus.read_documents(args.corpus), args.heldout_fraction, seed=args.seed)
-    vocab_file = args.vocab or os.path.join(args.output_dir, pretrained.VOCAB_FILE)
-    if not os.path.exists(vocab_file) and not args.vocab:
-        print(f"Learning a {args.vocab_size}-token WordPiece vocab from the corpus...", flush=True)
-        sentences = [sentence for document in documents for sentence in document]
-        vocab.write_vocab(vocab.learn_vocab(sentences, args.vocab_size, not args.cased), vocab_file)
-    preprocessor = kbm.BertPreprocessor(vocab_file, args.seq_length, not args.cased)
+    preprocessor, documents, heldout_documents = training.corpus_with_vocab(
+        args.corpus, args.vocab or os.path.join(args.output_dir, pretrained.VOCAB_FILE),
+        seq_length=args.seq_length, heldout_fraction=args.heldout_fraction, seed=args.seed,
+        vocab_size=args.vocab_size, lower_case=not args.cased)
     print(f"Pairing sentences of {len(documents)} documents...", flush=True)
     instances = training.pretraining_instances(
         documents, preprocessor, args.seq_length, args.max_predictions_per_seq, args.dupe_factor,
@@ -158,30 +139,38 @@ def load_data(args):
     return preprocessor, instances, heldout_documents
 
 
+def run_length(args, instances):
+    """(steps per loop, loops, steps): --steps, --epochs over the instances or the default,
+    rounded up to whole loops."""
+    if args.steps is None:
+        args.steps = (max(1, int(args.epochs * len(instances) / args.batch_size))
+                      if args.epochs is not None and instances is not None else DEFAULT_STEPS)
+    steps_per_loop = min(args.steps_per_loop, args.steps)
+    loops = math.ceil(args.steps / steps_per_loop)
+    return steps_per_loop, loops, loops * steps_per_loop
+
+
 def build_pretrainer(args, strategy, vocab_size, total_steps):
     """The compiled pretrainer, built under `strategy.scope()`, from --init_checkpoint if given."""
     try:
         config = kbm.BertConfig.for_vocab(args.config, vocab_size)
-        if args.dropout is not None:
-            config = config.replace(hidden_dropout_prob=args.dropout,
-                                    attention_probs_dropout_prob=args.dropout)
     except ValueError as e:
         raise ValueError(f"--config {args.config}: {e}") from None
+    if args.dropout is not None:
+        config = config.replace(hidden_dropout_prob=args.dropout,
+                                attention_probs_dropout_prob=args.dropout)
     check_int("--seq_length", args.seq_length, pretraining.MIN_SEQ_LENGTH,
               config.max_position_embeddings, hint=" (the config's max_position_embeddings)")
     warmup = total_steps // 10 if args.warmup_steps is None else args.warmup_steps
     with strategy.scope():
-        pretrainer = kbm.bert_pretrainer(config)
-        if args.init_checkpoint:
-            try:
-                loaded = training.initialize_from_checkpoint(pretrainer, args.init_checkpoint)
-            except ValueError as e:
-                raise ValueError(f"--init_checkpoint {args.init_checkpoint}: {e}") from None
-            print(f"Initialised from {args.init_checkpoint}: {loaded}")
-        training.compile_pretrainer(pretrainer, kbm.create_optimizer(
+        optimizer = kbm.create_optimizer(
             args.learning_rate, total_steps, warmup, optimizer=args.optimizer,
-            gradient_accumulation_steps=args.gradient_accumulation_steps),
+            gradient_accumulation_steps=args.gradient_accumulation_steps)
+        pretrainer, loaded = training.build_pretrainer(
+            config, optimizer, init_checkpoint=args.init_checkpoint,
             next_sentence=not args.no_nsp, jit_compile=args.jit_compile)
+    if loaded:
+        print(f"Initialised from {args.init_checkpoint}: {loaded}")
     return pretrainer
 
 
@@ -201,14 +190,9 @@ def main(argv=None):
     worker, chief = distribute.worker_index(strategy), distribute.is_chief(strategy)
     os.makedirs(args.output_dir, exist_ok=True)
     preprocessor, instances, heldout_documents = load_data(args)
-    if args.steps is None:  # --epochs over the instances, or the default
-        args.steps = (max(1, int(args.epochs * len(instances) / args.batch_size))
-                      if args.epochs is not None and instances is not None else DEFAULT_STEPS)
-    steps_per_loop = min(args.steps_per_loop, args.steps)
-    loops = math.ceil(args.steps / steps_per_loop)
-    steps = loops * steps_per_loop
+    steps_per_loop, loops, steps = run_length(args, instances)
     pretrainer = build_pretrainer(args, strategy, preprocessor.vocab_size, steps)
-    resumed = training.completed_epochs(training.backup_directory(args.output_dir, worker))
+    resumed = callbacks.completed_epochs(callbacks.backup_directory(args.output_dir, worker))
     if resumed:
         print(f"Resuming from the backup at step {resumed * steps_per_loop}.")
     dataset = strategy.distribute_datasets_from_function(training.pretraining_input_fn(
@@ -222,22 +206,18 @@ def main(argv=None):
         heldout = training.heldout_dataset(heldout_documents, preprocessor, args.batch_size,
                                            args.seq_length, args.max_predictions_per_seq,
                                            args.seed + 1, args.whole_word_mask, not args.no_nsp)
-        results.append({"step": 0, **training.with_mlm_loss(pretrainer.evaluate(
-            heldout, verbose=0, return_dict=True))})
-    config = pretrainer.bert_config
-    print(f"Training {config.num_hidden_layers}-layer H-{config.hidden_size} BERT for {steps} steps"
-          f" of {args.batch_size} x {args.seq_length} tokens on {strategy.num_replicas_in_sync} "
-          f"replica(s) ({type(strategy).__name__}, {args.precision}).", flush=True)
+        results.append(training.heldout_metrics(pretrainer, heldout, 0))
+    print(f"Training {args.config} BERT for {steps} steps of {args.batch_size} x {args.seq_length} "
+          f"tokens on {strategy.num_replicas_in_sync} replica(s) ({args.precision}).", flush=True)
     pretrainer.fit(dataset, epochs=loops, steps_per_epoch=steps_per_loop * micro, shuffle=False,
-                   callbacks=training.pretraining_callbacks(
+                   callbacks=callbacks.pretraining_callbacks(
                        args.output_dir, steps_per_loop, args.checkpoint_every, worker, chief,
                        total_steps=steps), verbose=0)
     if heldout is not None:
-        results.append({"step": steps, **training.with_mlm_loss(pretrainer.evaluate(
-            heldout, verbose=0, return_dict=True))})
+        results.append(training.heldout_metrics(pretrainer, heldout, steps))
     if not chief:  # keeps its final model apart, so a run can check the workers agree
-        kbm.save_pretrained(pretrainer, os.path.join(args.output_dir, "workers",
-                                                     f"worker-{worker}"), overwrite=True)
+        kbm.save_pretrained(pretrainer, os.path.join(args.output_dir, f"workers/worker-{worker}"),
+                            overwrite=True)
         return 0
     save_outputs(args, pretrainer, preprocessor, heldout_documents, results, steps, started)
     return 0
@@ -261,9 +241,8 @@ def save_outputs(args, pretrainer, preprocessor, heldout_documents, results, ste
     write_json(os.path.join(out, DONE_FILE), summary, default=str)
     print(f"\nFinished {steps} steps in {summary['seconds']:.0f} s.",
           *reporting.heldout_lines(results), sep="\n")
-    print(f"Outputs in {os.path.abspath(out)}: model.keras, google/ (TF1 checkpoint), vocab.txt, "
-          f"checkpoints/, logs/ (TensorBoard), history.csv, loss_curve.png, heldout_metrics.json, "
-          f"export/ ({summary.get('export')}), {DONE_FILE}")
+    print(f"Outputs in {os.path.abspath(out)}: model.keras, google/, vocab.txt, checkpoints/, "
+          f"logs/, history.csv, loss_curve.png, heldout_metrics.json, export/, {DONE_FILE}")
 
 
 if __name__ == "__main__":

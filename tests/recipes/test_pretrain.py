@@ -107,7 +107,7 @@ def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path, masking,
     metadata = out / "backup" / "worker-0" / "training_metadata.json"
 
     def backed_up_twice():
-        # The moment Keras' metadata names the second backup: training.BackupAndRestore wrote
+        # The moment Keras' metadata names the second backup: callbacks.BackupAndRestore wrote
         # that epoch's dropout-generator states before it, so any kill from here resumes exactly.
         return metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2
 
