@@ -12,6 +12,7 @@ import dataclasses
 import os
 
 import keras
+import tensorflow as tf
 from keras.src.losses.loss import scale_loss_for_distribution, squeeze_or_expand_to_same_rank
 
 from keras_bert_min.config import PRETRAINING_INPUTS, PRETRAINING_LABELS
@@ -225,6 +226,13 @@ def build_pretrainer(config, optimizer, *, init_checkpoint=None, next_sentence=T
     """`(pretrainer, load report or None)`: a compiled `BertPretrainer` of `config` (build it
     under the run's `strategy.scope()`), its weights from `init_checkpoint` if given
     (`initialize_from_checkpoint`; an error names the checkpoint)."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1 and getattr(optimizer, "gradient_accumulation_steps", None):
+        # Keras 3.15 accumulates inside a tf.cond whose update branch all-reduces, and
+        # tf.distribute cannot merge replicas inside a cond.
+        raise ValueError(f"Gradient accumulation does not run on {replicas} replicas (Keras "
+                         "3.15's accumulation cannot all-reduce inside its tf.cond); raise the "
+                         "batch per replica instead, or train on one device.")
     pretrainer, loaded = BertPretrainer(BertEncoder(config)), None
     if init_checkpoint:
         try:

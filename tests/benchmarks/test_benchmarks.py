@@ -333,8 +333,9 @@ def test_eval_pretraining_fine_tunes_both_arms_and_reports_the_dev_chosen_gain(t
     results = tmp_path / "results"
     completed = subprocess.run(
         [sys.executable, os.path.join(BENCHMARKS, "eval_pretraining.py"), "--pretrained",
-         str(pretrained), "--learning_rates", "1e-3", "1e-2", "--epochs", "1", "--seq_length",
-         "16", "--batch_size", "8", "--work_dir", str(tmp_path / "runs"), "--output_dir",
+         str(pretrained), "--learning_rates", "1e-3", "1e-2", "--seeds", "1", "--epochs", "1",
+         "--seq_length", "16", "--batch_size", "8", "--work_dir", str(tmp_path / "runs"),
+         "--output_dir",
          str(results), "--", "--train", str(tmp_path / "train.tsv"), "--dev",
          str(tmp_path / "dev.tsv"), "--test", str(tmp_path / "test.tsv")],
         capture_output=True, text=True, timeout=600,
