@@ -86,11 +86,7 @@ def fetch_gutenberg(cache_dir=None):
     >>> books = fetch_gutenberg()  # doctest: +SKIP
     >>> documents = read_documents(books)  # doctest: +SKIP
     """
-    root = cache_dir or cache_root()
-    directory = _prepared(root, "gutenberg", lambda tmp: _build_gutenberg(root, tmp))
-    with open(os.path.join(directory, COMPLETE_MARKER), encoding="utf-8") as f:
-        names = json.load(f)["files"]
-    return [os.path.join(directory, name) for name in names]
+    return _prepared_files(cache_dir or cache_root(), "gutenberg", _build_gutenberg)
 
 
 def fetch_state_of_the_union(cache_dir=None):
@@ -119,11 +115,7 @@ def fetch_state_of_the_union(cache_dir=None):
     >>> addresses = fetch_state_of_the_union()  # doctest: +SKIP
     >>> documents = read_documents(addresses)  # doctest: +SKIP
     """
-    root = cache_dir or cache_root()
-    directory = _prepared(root, "state_of_the_union", lambda tmp: _build_sotu(root, tmp))
-    with open(os.path.join(directory, COMPLETE_MARKER), encoding="utf-8") as f:
-        names = json.load(f)["files"]
-    return [os.path.join(directory, name) for name in names]
+    return _prepared_files(cache_dir or cache_root(), "state_of_the_union", _build_sotu)
 
 
 def fetch_movie_reviews(cache_dir=None):
@@ -189,6 +181,15 @@ def _prepared(root, name, build):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _prepared_files(root, name, build):
+    """The paths of the files of `_prepared(root, name, ...)`, built by `build(root, tmp_dir)`,
+    in the order its completion marker lists them."""
+    directory = _prepared(root, name, lambda tmp: build(root, tmp))
+    with open(os.path.join(directory, COMPLETE_MARKER), encoding="utf-8") as f:
+        names = json.load(f)["files"]
+    return [os.path.join(directory, file_name) for file_name in names]
 
 
 def _is_complete(directory):
