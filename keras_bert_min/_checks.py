@@ -4,6 +4,8 @@
     atomic_file                 write a file under a temporary name, rename it into place
     atomic_directory            build a directory under a temporary name, rename it into place
     write_json                  a JSON file, atomically
+    directory_lock              one run at a time in a directory (released when a run dies)
+    stop_point                  a named point where a test kills the process, as a crash would
 
 Every writer of the package goes through `atomic_file` or `atomic_directory`, so a killed write
 never leaves output that looks complete, and its leftovers have one recognisable name: the
@@ -16,8 +18,17 @@ import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not guarded against each other
+    fcntl = None
 
 PARTIAL_SUFFIX = ".partial"
+STOP_AT_ENV = "KERAS_BERT_MIN_STOP_AT"  # "name" or "name@N": SIGKILL at the Nth stop_point(name)
+_stop_counts = {}
 
 
 def check_int(name, value, minimum=1, maximum=None, hint=""):
@@ -110,6 +121,12 @@ def atomic_directory(path, overwrite=False):
     ...     _ = open(os.path.join(staging, "weights.bin"), "wb").write(b"")
     """
     path = os.fspath(path).rstrip(os.sep)
+    old = path + ".old" + PARTIAL_SUFFIX
+    if os.path.isdir(old):  # a run killed while replacing `path`: bring the old one back
+        if os.path.lexists(path):
+            shutil.rmtree(old)
+        else:
+            os.rename(old, path)
     refuse_non_empty(path, overwrite)
     partial = partial_path(path)
     remove_partial(path)
@@ -118,10 +135,10 @@ def atomic_directory(path, overwrite=False):
         yield partial
         if overwrite and os.path.isdir(path):
             # Move the old directory aside first: a directory cannot be renamed onto a
-            # non-empty one, and the old one stays whole until the new one is in place.
-            old = path + ".old" + PARTIAL_SUFFIX
-            shutil.rmtree(old, ignore_errors=True)
+            # non-empty one, and the old one stays whole until the new one is in place (a kill
+            # between the renames leaves it as `old`, restored above on the next call).
             os.rename(path, old)
+            stop_point("atomic_directory:old_moved_aside")
             os.rename(partial, path)
             shutil.rmtree(old)
         else:
@@ -148,3 +165,43 @@ def write_json(path, value, **dump_kwargs):
     with atomic_file(path) as f:
         json.dump(value, f, **dump_kwargs)
         f.write("\n")
+
+
+@contextlib.contextmanager
+def directory_lock(directory, name=".lock", flag="--output_dir"):
+    """Holds an exclusive lock on `directory` (created if missing) for the block; a second
+    process asking for it gets a ValueError at once, naming the holder.
+
+    The lock is the kernel's `flock` on `directory/name`, so a run that is killed releases it
+    with its last file descriptor: the file it leaves behind blocks nobody. (On Windows, which
+    lacks `flock`, runs are not guarded.)
+    """
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "a+", encoding="utf-8") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise ValueError(f"{directory} is in use by another run ({holder}); wait for it "
+                                 f"to finish, or pass another {flag}.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield
+
+
+def stop_point(name):
+    """Kills this process with SIGKILL, as a crash or an OOM kill would, when the environment
+    variable `KERAS_BERT_MIN_STOP_AT` is `name` (the first time it is reached) or `name@N` (the
+    Nth time); does nothing otherwise. The tests use it to kill real runs inside the windows
+    where a write is half done."""
+    spec = os.environ.get(STOP_AT_ENV)
+    if not spec or spec.split("@")[0] != name:
+        return
+    _stop_counts[name] = _stop_counts.get(name, 0) + 1
+    nth = int(spec.split("@")[1]) if "@" in spec else 1
+    if _stop_counts[name] == nth:
+        os.kill(os.getpid(), signal.SIGKILL)

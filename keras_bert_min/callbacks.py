@@ -1,91 +1,29 @@
-"""The callbacks of a pretraining run: exact resume, encoder checkpoints, the step history and
-progress in steps; `pretraining_callbacks` puts them in a run directory.
+"""The callbacks of a pretraining run: encoder checkpoints, the step history and progress in
+steps; `pretraining_callbacks` puts them, with the run's backup (backup.py), in a run directory.
 
-    BackupAndRestore    Keras' backup of weights and optimizer, plus the dropout generators'
-                        state, so a killed run resumes exactly (`completed_epochs` says where)
     EncoderCheckpoint   the encoder every few epochs, in the Keras and Google layouts
     StepHistory         each epoch's training metrics by global step, in a CSV
     ProgressLog         "step 300/3000 (10%) | loss ... | 6.1 steps/s, about 7 min 22 s left"
+    BestModel           the model of the best epoch so far (fine-tuning), replaced atomically
+    drop_rows_after     a resumed run's CSV log without the epochs it will redo
 
 A run's "epoch" is a loop of `--steps_per_loop` optimizer steps, the unit of backups and logs.
 """
 
+import csv
 import functools
 import json
 import os
 import time
 
 import keras
-import numpy as np
 
-from keras_bert_min._checks import atomic_directory, atomic_file
+from keras_bert_min._checks import atomic_directory, atomic_file, write_json
+from keras_bert_min.backup import BackupAndRestore, backup_directory
 from keras_bert_min.training import with_mlm_loss
 from keras_bert_min.weights import save_google_checkpoint, write_google_config
 
-BACKUP_METADATA = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
 HISTORY_FILE = "history.csv"  # the StepHistory of `pretraining_callbacks`
-
-
-def completed_epochs(backup_dir):
-    """Epochs a `BackupAndRestore` backup in `backup_dir` has completed (0 without a backup).
-
-    Training runs in epochs of `steps_per_epoch` steps and backs up at each epoch end, so a
-    restarted run resumes at step `completed_epochs * steps_per_epoch` exactly; the input
-    pipeline skips that many batches so it sees the batches the killed run would have seen.
-    """
-    path = os.path.join(backup_dir, BACKUP_METADATA)
-    if not os.path.exists(path):
-        return 0
-    with open(path, encoding="utf-8") as f:
-        return int(json.load(f)["epoch"])
-
-
-class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' `BackupAndRestore`, plus the state of the dropout layers' random generators.
-
-    Keras backs up the weights and the optimizer (so the step and the learning rate resume
-    where they were) but not the `SeedGenerator` states of Dropout layers, which are variables
-    outside `model.weights`; a resumed run would then redraw the dropout masks of its first
-    steps. Backing them up too makes a resumed run train exactly as an uninterrupted one.
-    """
-
-    RNG_FILE = "rng_states-{epoch}.npz"
-
-    def _rng_states(self):
-        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
-
-    def _rng_path(self, epoch):
-        return os.path.join(self.backup_dir, self.RNG_FILE.format(epoch=epoch))
-
-    def _save_model(self):
-        # The states are written, for this epoch, before Keras writes the metadata that names
-        # the epoch, and the older epochs' files are removed only after: a run killed anywhere
-        # in between still finds the states of the epoch its metadata names.
-        epoch = self._current_epoch
-        os.makedirs(self.backup_dir, exist_ok=True)
-        with atomic_file(self._rng_path(epoch), "wb") as f:
-            np.savez(f, **{str(i): np.asarray(v) for i, v in enumerate(self._rng_states())})
-        super()._save_model()
-        for name in os.listdir(self.backup_dir):
-            if name.startswith("rng_states-") and name != os.path.basename(self._rng_path(epoch)):
-                os.remove(os.path.join(self.backup_dir, name))
-
-    def _load_model(self):
-        super()._load_model()
-        metadata = os.path.join(self.backup_dir, BACKUP_METADATA)
-        if not os.path.exists(metadata):
-            return
-        with open(metadata, encoding="utf-8") as f:
-            epoch = json.load(f)["epoch"]
-        path = self._rng_path(epoch)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"The backup in {self.backup_dir} has no {os.path.basename(path)} for its last "
-                "epoch, so the run cannot resume exactly; delete the backup directory to start "
-                "the run afresh.")
-        with np.load(path) as saved:
-            for i, variable in enumerate(self._rng_states()):
-                variable.assign(saved[str(i)])
 
 
 class EncoderCheckpoint(keras.callbacks.Callback):
@@ -113,15 +51,22 @@ class EncoderCheckpoint(keras.callbacks.Callback):
 
 
 class StepHistory(keras.callbacks.Callback):
-    """Appends each epoch's training metrics, keyed by global step, to a CSV. Rows are appended,
-    so the file of a resumed run continues the killed run's."""
+    """Appends each epoch's training metrics, keyed by global step, to a CSV.
+
+    A resumed run continues the killed run's file: given `resume_step` (where the backup it
+    resumes from ends), rows after it, from epochs the killed run finished but did not back
+    up, are dropped first, so every step is in the file once. Put it before the backup in the
+    callback list, so an epoch that is backed up always has its row.
+    """
 
     COLUMNS = ("step", "loss", "mlm_logits_loss", "nsp_logits_loss", "mlm_logits_accuracy",
                "nsp_logits_accuracy")
 
-    def __init__(self, path, steps_per_epoch):
+    def __init__(self, path, steps_per_epoch, resume_step=None):
         super().__init__()
         self.path, self.steps_per_epoch = path, steps_per_epoch
+        if resume_step is not None:
+            drop_rows_after(path, "step", resume_step)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(with_mlm_loss(logs), step=(epoch + 1) * self.steps_per_epoch)
@@ -172,6 +117,51 @@ class ProgressLog(keras.callbacks.Callback):
         self.print_fn(" | ".join(parts))
 
 
+class BestModel(keras.callbacks.Callback):
+    """Saves the model as `directory/model.keras` whenever `monitor` beats the best so far
+    (higher is better), with `best.json` ({"epoch", "value"}) beside it, the directory replaced
+    atomically: a kill mid-save leaves the previous best whole (Keras' `ModelCheckpoint` writes
+    its file in place). A run resumed from a backup continues from the `best.json` there."""
+
+    INDEX = "best.json"
+
+    def __init__(self, directory, monitor="val_accuracy"):
+        super().__init__()
+        self.directory, self.monitor = directory, monitor
+        self.best = self.saved()["value"]
+
+    def saved(self):
+        """{"epoch": 1-based epoch, "value": ...} of the saved model, or epoch 0 and -inf."""
+        path = os.path.join(self.directory, self.INDEX)
+        if not os.path.exists(path):
+            return {"epoch": 0, "value": float("-inf")}
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not float(value) > self.best:
+            return
+        self.best = float(value)
+        with atomic_directory(self.directory, overwrite=True) as staging:
+            self.model.save(os.path.join(staging, "model.keras"))
+            write_json(os.path.join(staging, self.INDEX), {"epoch": epoch + 1, "value": self.best})
+
+
+def drop_rows_after(path, column, last):
+    """Keeps the header and the rows of the CSV `path` whose `column` is at most `last`."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    at = rows[0].index(column)
+    kept = [row for row in rows[1:] if row and float(row[at]) <= last]
+    with atomic_file(path, newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows[:1] + kept)
+
+
 def format_duration(seconds):
     """`'7 min 22 s'`, `'41 s'` or `'1 h 05 min'`."""
     seconds = max(0, round(seconds))
@@ -182,33 +172,30 @@ def format_duration(seconds):
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def backup_directory(directory, worker=0):
-    """Where `pretraining_callbacks` backs up worker `worker`'s training state."""
-    return os.path.join(directory, "backup", f"worker-{worker}")
-
-
 def pretraining_callbacks(directory, steps_per_epoch, checkpoint_every=1, worker=0, chief=True,
-                          total_steps=None):
+                          total_steps=None, resumed_epochs=0):
     """The callbacks of a pretraining run in `directory`, resumable epoch by epoch.
 
-    Every worker backs up its state in `backup_directory(directory, worker)` (`BackupAndRestore`)
-    and stops on a NaN loss; the chief also writes TensorBoard logs in `logs/`, the step history
-    in `history.csv` (`StepHistory`) and, every `checkpoint_every` epochs, the encoder in
-    `checkpoints/step-<N>/` (`EncoderCheckpoint`), and given `total_steps`, prints its progress
-    (`ProgressLog`; pass `fit(verbose=0)`). `steps_per_epoch` counts optimizer steps (with
-    gradient accumulation, an epoch of `fit` has that many times the accumulation batches).
+    Every worker stops on a NaN loss and backs up its state in `backup_directory(directory,
+    worker)` (`backup.BackupAndRestore`; `resumed_epochs` is where its newest backup ends); the
+    chief also writes TensorBoard logs in `logs/`, the step history in `history.csv`
+    (`StepHistory`) and, every `checkpoint_every` epochs, the encoder in `checkpoints/step-<N>/`
+    (`EncoderCheckpoint`), and given `total_steps`, prints its progress (`ProgressLog`; pass
+    `fit(verbose=0)`). `steps_per_epoch` counts optimizer steps (with gradient accumulation, an
+    epoch of `fit` has that many times the accumulation batches). The backup comes after the
+    rest at each epoch's end, so what it marks as done is on disk.
 
     Example:
     >>> pretrainer.fit(dataset, epochs=15, steps_per_epoch=100,
     ...                callbacks=pretraining_callbacks("runs/pretrain", 100, checkpoint_every=5))
     """
-    callbacks = [BackupAndRestore(backup_directory(directory, worker), save_freq="epoch"),
-                 keras.callbacks.TerminateOnNaN()]
+    callbacks = [keras.callbacks.TerminateOnNaN()]
     if chief:
         callbacks += [keras.callbacks.TensorBoard(os.path.join(directory, "logs")),
-                      StepHistory(os.path.join(directory, HISTORY_FILE), steps_per_epoch),
+                      StepHistory(os.path.join(directory, HISTORY_FILE), steps_per_epoch,
+                                  resume_step=resumed_epochs * steps_per_epoch),
                       EncoderCheckpoint(os.path.join(directory, "checkpoints"), checkpoint_every,
                                         steps_per_epoch)]
         if total_steps is not None:
             callbacks.append(ProgressLog(total_steps, steps_per_epoch))
-    return callbacks
+    return callbacks + [BackupAndRestore(backup_directory(directory, worker))]

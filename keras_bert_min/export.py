@@ -54,7 +54,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from keras_bert_min._checks import atomic_directory, check_int, write_json
+from keras_bert_min._checks import atomic_directory, check_int, stop_point, write_json
 from keras_bert_min.config import ENCODER_INPUTS
 from keras_bert_min.text.preprocessor import PADDING_MODES, graph_op_types, unservable_ops
 
@@ -122,6 +122,7 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
                              "Use core TensorFlow ops or the TF Text ops in "
                              "text.preprocessor.SERVING_SAFE_TF_TEXT_OPS.")
         _write_assets_extra(model, preprocessor, signatures, label_names, text_padding, work_dir)
+        stop_point("export:written_not_renamed")
     return final_dir
 
 

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 from keras.src.losses.loss import scale_loss_for_distribution, squeeze_or_expand_to_same_rank
 
-from keras_bert_min.config import PRETRAINING_INPUTS, PRETRAINING_LABELS
+from keras_bert_min.config import PRESETS, PRETRAINING_INPUTS, PRETRAINING_LABELS, BertConfig
 from keras_bert_min.models import BertEncoder, BertPretrainer
 from keras_bert_min.text import corpus, vocab
 from keras_bert_min.text.preprocessor import BertPreprocessor
@@ -244,6 +244,45 @@ def build_pretrainer(config, optimizer, *, init_checkpoint=None, next_sentence=T
     return pretrainer, loaded
 
 
+def _architecture(config):
+    """A config without its dropout rates: those are a choice of each run, not of the weights."""
+    return config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def pretraining_config(config, vocab_size, *, seq_length, dropout=None):
+    """The `BertConfig` a run trains: `config` is a preset name or a config JSON file (ours,
+    Google's or Hugging Face's; its vocab_size must be `vocab_size`), with `dropout` in place of
+    the config's dropout rates if given, checked to have positions for `seq_length` tokens. Runs
+    before any data is read, so a wrong config fails in seconds (`vocab_size` None: a vocab
+    still to be learned; its size is checked when it is known)."""
+    config = os.fspath(config)
+    if not os.path.isfile(config) and (os.sep in config or config.endswith(".json")):
+        raise FileNotFoundError(f"{config} does not exist; pass an existing config JSON file or "
+                                f"a preset ({', '.join(sorted(PRESETS))}).")
+    if vocab_size is not None:
+        bert_config = BertConfig.for_vocab(config, vocab_size)
+    else:  # a vocab still to learn: a file's own size, or any size for a preset
+        bert_config = (BertConfig.from_json_file(config) if os.path.isfile(config)
+                       else BertConfig.for_vocab(config, 30522))
+    if dropout is not None:
+        bert_config = bert_config.replace(hidden_dropout_prob=dropout,
+                                          attention_probs_dropout_prob=dropout)
+    if seq_length > bert_config.max_position_embeddings:
+        raise ValueError(f"seq_length {seq_length} is over the config's max_position_embeddings "
+                         f"({bert_config.max_position_embeddings}); lower it, or use a config "
+                         "with more positions.")
+    return bert_config
+
+
+def check_init_checkpoint(config, path):
+    """Loads the init checkpoint `path` into a throwaway model of `config`, so that a wrong
+    checkpoint (names, shapes, another config) fails before a run reads its data."""
+    try:
+        initialize_from_checkpoint(BertPretrainer(BertEncoder(config)), path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"The init checkpoint {path}: {e}") from None
+
+
 def init_checkpoint_path(path):
     """An init checkpoint as a file: a run directory stands for its `model.keras`; anything
     else is a `.keras` file or a Google TF1 checkpoint prefix."""
@@ -271,7 +310,7 @@ def initialize_from_checkpoint(model, path):
         source = getattr(source, "encoder", source)
     if not isinstance(source, (BertEncoder, BertPretrainer)):
         raise ValueError(f"{path} holds a {type(source).__name__}, not a BERT model.")
-    if source.bert_config != model.bert_config:
+    if _architecture(source.bert_config) != _architecture(model.bert_config):
         raise ValueError(f"{path} was trained with config {source.bert_config}, not "
                          f"{model.bert_config}; pass the same config and vocab.")
     return dataclasses.replace(copy_weights(source, model), source=path)

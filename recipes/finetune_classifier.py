@@ -19,12 +19,16 @@ Outputs, in --output_dir (a shared convention with recipes/export.py):
     export/<version>/    SavedModel with serving_default, serve_text and serve_text_pair
 
 The run is written to "<output_dir>.partial" and renamed when finished, so a directory with
-that name always holds a complete run. It is `save_pretrained`'s layout: `from_pretrained(dir)`
+that name always holds a complete run. The partial directory keeps a backup of every epoch: a
+killed run, re-run with the same command, resumes from its last complete epoch (one run at a
+time: a second run on the same --output_dir is refused while the first is alive). It is `save_pretrained`'s layout: `from_pretrained(dir)`
 gives back the classifier (with its label names) and its preprocessor, and
 `recipes/export.py --train_dir` exports it; a finished output directory is never overwritten.
 """
 
+import csv
 import os
+import shutil
 import sys
 import time
 
@@ -35,9 +39,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
-from keras_bert_min import cli, distribute  # noqa: E402
-from keras_bert_min._checks import (atomic_directory, check_fraction, check_int,  # noqa: E402
-                                    write_json)
+from keras_bert_min import backup, callbacks, cli, distribute  # noqa: E402
+from keras_bert_min._checks import (check_fraction, check_int, directory_lock,  # noqa: E402
+                                    partial_path, stop_point, write_json)
 from keras_bert_min.optimization import DEFAULT_WARMUP_FRACTION  # noqa: E402
 from keras_bert_min.text import labelled  # noqa: E402
 
@@ -95,6 +99,8 @@ def build_parser():
     cli.add_device_arguments(train)
     train.add_argument("--seed", type=int, default=12345,
                        help="Seed of the dev split, the shuffling, dropout and initialization.")
+    train.add_argument("--deterministic", action="store_true", help="TF's deterministic ops: "
+                       "a resumed run ends with exactly an uninterrupted one's weights.")
     out = parser.add_argument_group("outputs")
     out.add_argument("--output_dir", default="runs/finetune_classifier",
                      help="Where everything goes; must not hold a finished run.")
@@ -179,6 +185,8 @@ def main(argv=None):
     if steps_per_epoch == 0:
         raise ValueError(f"{len(splits['train']['texts'])} training examples make no full batch "
                          f"of --batch_size {args.batch_size}; lower it.")
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(args.seed)
     strategy = distribute.get_strategy(args.strategy, args.tpu)
     args.precision = distribute.set_precision(args.precision, strategy)
@@ -200,8 +208,10 @@ def main(argv=None):
           + f" examples, {len(labels)} labels, for {args.epochs} epochs of {steps_per_epoch} "
           f"steps of {args.batch_size} x {args.seq_length} tokens ({type(strategy).__name__}, "
           f"{args.precision}).", flush=True)
-    with atomic_directory(args.output_dir) as partial:  # renamed to --output_dir when complete
-        metrics = train(args, strategy, classifier, preprocessor, data, partial)
+    work = partial_path(args.output_dir)  # renamed to --output_dir when complete
+    with directory_lock(work):
+        cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)  # finished while we waited?
+        metrics = train(args, strategy, classifier, preprocessor, data, work, steps_per_epoch)
         metrics.update({
             "labels": labels.names, "data": paths, "init": args.init, "epochs": args.epochs,
             "examples": {name: len(split["texts"]) for name, split in splits.items()},
@@ -210,35 +220,58 @@ def main(argv=None):
             "warmup_fraction": args.warmup_fraction, "dropout": args.dropout,
             "precision": args.precision, "strategy": type(strategy).__name__, "seed": args.seed,
             "wall_time_seconds": round(time.time() - started, 1)})
-        write_json(os.path.join(partial, METRICS_FILE), metrics)
+        write_json(os.path.join(work, METRICS_FILE), metrics)
+        backup.remove_backups(work)  # kept until now: a kill above resumes at the end
+        shutil.rmtree(os.path.join(work, "best_epoch"))  # saved above as the run's model
+        os.remove(os.path.join(work, ".lock"))
+        os.rename(work, args.output_dir)
     report(args, metrics)
     return metrics
 
 
-def train(args, strategy, classifier, preprocessor, data, directory):
-    """Fits, keeping the epoch of the best dev accuracy, saved in `directory` (save_pretrained's
-    layout, beside the logs); returns the metrics of that model, exported (but with
-    --no_export) in `directory`/export/."""
-    model_file = os.path.join(directory, "best_epoch.keras")
-    callbacks = [keras.callbacks.ModelCheckpoint(model_file, monitor="val_accuracy", mode="max",
-                                                 save_best_only=True),
-                 keras.callbacks.CSVLogger(os.path.join(directory, "history.csv")),
-                 keras.callbacks.TensorBoard(os.path.join(directory, "logs"))]
-    history = classifier.fit(data["train"], validation_data=data["dev"], epochs=args.epochs,
-                             callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
-                             shuffle=False).history  # the dataset reshuffles every epoch
+def train(args, strategy, classifier, preprocessor, data, directory, steps_per_epoch):
+    """Fits, resuming from the backup in `directory` if a killed run left one, and keeps the
+    epoch of the best dev accuracy, saved in `directory` (save_pretrained's layout, beside the
+    logs); returns the metrics of that model, exported (but with --no_export) in
+    `directory`/export/."""
+    resumed = backup.completed_epochs(backup.backup_directory(directory))
+    if resumed:
+        print(f"Resuming from the backup of epoch {resumed}.")
+    else:  # what a run killed before its first backup left
+        for name in os.listdir(directory):
+            if name != ".lock":
+                path = os.path.join(directory, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    history_file = os.path.join(directory, "history.csv")
+    callbacks.drop_rows_after(history_file, "epoch", resumed - 1)  # Keras counts from 0
+    best_dir = os.path.join(directory, "best_epoch")
+    # The dataset repeats, so epoch k of a resumed run shuffles as epoch k of one that was not
+    # killed: the same seeded reshuffles, the first k skipped.
+    train_batches = data["train"].repeat().skip(resumed * steps_per_epoch)
+    classifier.fit(train_batches, validation_data=data["dev"], epochs=args.epochs,
+                   steps_per_epoch=steps_per_epoch, shuffle=False, callbacks=[
+                       callbacks.BestModel(best_dir),
+                       keras.callbacks.CSVLogger(history_file, append=True),
+                       keras.callbacks.TensorBoard(os.path.join(directory, "logs")),
+                       backup.BackupAndRestore(backup.backup_directory(directory))],
+                   verbose=1 if sys.stdout.isatty() else 2)
+    stop_point("finetune:after_last_epoch")
     with strategy.scope():
-        best = keras.saving.load_model(model_file)
-    os.remove(model_file)
+        best = keras.saving.load_model(os.path.join(best_dir, "model.keras"))
     kbm.save_pretrained(best, directory, preprocessor, overwrite=True)
-    metrics = {"dev_accuracy_per_epoch": [round(float(a), 6) for a in history["val_accuracy"]],
-               "best_epoch": int(np.argmax(history["val_accuracy"])) + 1}
+    with open(history_file, encoding="utf-8") as f:
+        dev = [float(row["val_accuracy"]) for row in csv.DictReader(f)]
+    metrics = {"dev_accuracy_per_epoch": [round(a, 6) for a in dev],
+               "best_epoch": int(np.argmax(dev)) + 1}
     for split in ("dev", "test"):
         if split in data:
             metrics[f"{split}_accuracy"] = best.evaluate(data[split], verbose=0,
                                                          return_dict=True)["accuracy"]
-    metrics["export"] = None if args.no_export else os.path.relpath(kbm.export_saved_model(
-        best, os.path.join(directory, "export"), preprocessor=preprocessor), directory)
+    metrics["export"] = None
+    if not args.no_export:
+        shutil.rmtree(os.path.join(directory, "export"), ignore_errors=True)  # a killed run's
+        metrics["export"] = os.path.relpath(kbm.export_saved_model(
+            best, os.path.join(directory, "export"), preprocessor=preprocessor), directory)
     return metrics
 
 

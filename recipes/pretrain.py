@@ -16,6 +16,7 @@ A killed run resumes from its last backup when re-run; a finished run is never o
 
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -25,10 +26,11 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
-from keras_bert_min import (callbacks, cli, corpora, distribute, pretrained,  # noqa: E402
-                            reporting, training)
-from keras_bert_min._checks import check_fraction, check_int, write_json  # noqa: E402
-from keras_bert_min.text import pretraining  # noqa: E402
+from keras_bert_min import (backup, callbacks, cli, corpora, distribute,  # noqa: E402
+                            pretrained, reporting, training)
+from keras_bert_min._checks import (check_fraction, check_int, directory_lock,  # noqa: E402
+                                    stop_point, write_json)
+from keras_bert_min.text import pretraining, vocab  # noqa: E402
 
 DONE_FILE = "run_summary.json"
 DEFAULT_STEPS = 1600
@@ -108,8 +110,6 @@ def check_args(args):
         raise ValueError(f"--batch_size {args.batch_size} must split into "
                          f"--gradient_accumulation_steps {args.gradient_accumulation_steps} "
                          "equal micro-batches; pass a multiple of it.")
-    if args.vocab and not os.path.isfile(args.vocab):
-        raise FileNotFoundError(f"--vocab {args.vocab} is not a file.")
     args.dropout is None or check_fraction("--dropout", args.dropout, high_open=True)
     if args.epochs is not None and not args.epochs > 0:
         raise ValueError(f"--epochs must be a number above 0, got {args.epochs!r}.")
@@ -118,6 +118,31 @@ def check_args(args):
     path = args.init_checkpoint and training.init_checkpoint_path(args.init_checkpoint)
     if path and not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise FileNotFoundError(f"--init_checkpoint {path} does not exist.")
+    if path and not args.vocab:  # phase 2 must keep phase 1's token ids
+        args.vocab = os.path.join(args.init_checkpoint, pretrained.VOCAB_FILE)
+        if not os.path.isfile(args.vocab):
+            raise ValueError(f"--init_checkpoint {args.init_checkpoint} has no "
+                             f"{pretrained.VOCAB_FILE} beside it; pass the --vocab it was "
+                             "trained with.")
+    if args.vocab and not os.path.isfile(args.vocab):
+        raise FileNotFoundError(f"--vocab {args.vocab} is not a file.")
+    config = bert_config(args, len(vocab.read_vocab(args.vocab)) if args.vocab else None)
+    if args.warmup_steps is not None and args.epochs is None:  # else the length needs the data
+        steps = run_length(args, None)[2]
+        if args.warmup_steps > steps:
+            raise ValueError(f"--warmup_steps {args.warmup_steps} is over the run's {steps} "
+                             "steps; lower it, or raise --steps.")
+    if path:  # names and shapes, on a throwaway model: seconds, not the data's minutes
+        training.check_init_checkpoint(config, args.init_checkpoint)
+
+
+def bert_config(args, vocab_size):
+    """The config the run trains, for a vocab of `vocab_size` (None: not learned yet)."""
+    try:
+        return training.pretraining_config(args.config, vocab_size, seq_length=args.seq_length,
+                                           dropout=args.dropout)
+    except (ValueError, FileNotFoundError) as e:
+        raise type(e)(f"--config {args.config}: {e}") from None
 
 
 def load_data(args):
@@ -152,15 +177,7 @@ def run_length(args, instances):
 
 def build_pretrainer(args, strategy, vocab_size, total_steps):
     """The compiled pretrainer, built under `strategy.scope()`, from --init_checkpoint if given."""
-    try:
-        config = kbm.BertConfig.for_vocab(args.config, vocab_size)
-    except ValueError as e:
-        raise ValueError(f"--config {args.config}: {e}") from None
-    if args.dropout is not None:
-        config = config.replace(hidden_dropout_prob=args.dropout,
-                                attention_probs_dropout_prob=args.dropout)
-    check_int("--seq_length", args.seq_length, pretraining.MIN_SEQ_LENGTH,
-              config.max_position_embeddings, hint=" (the config's max_position_embeddings)")
+    config = bert_config(args, vocab_size)
     warmup = total_steps // 10 if args.warmup_steps is None else args.warmup_steps
     with strategy.scope():
         optimizer = kbm.create_optimizer(
@@ -176,23 +193,27 @@ def build_pretrainer(args, strategy, vocab_size, total_steps):
 
 def main(argv=None):
     args = parse_args(argv)
-    started = time.time()
     if cli.finished_run(args.output_dir, DONE_FILE):
+        backup.remove_backups(args.output_dir)  # left if the run was killed after its summary
         print(cli.finished_run(args.output_dir, DONE_FILE))
         return 0
     strategy = distribute.get_strategy(args.strategy, args.tpu)  # first: see its docstring
+    worker = distribute.worker_index(strategy)
+    with directory_lock(args.output_dir, f".lock-worker-{worker}"):  # one run per directory
+        return train(args, strategy, worker, started=time.time())
+
+
+def train(args, strategy, worker, started):
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(args.seed)
     args.precision = distribute.set_precision(args.precision, strategy)
     micro = args.gradient_accumulation_steps  # batches per optimizer step
     per_replica_batch = distribute.per_replica_batch_size(args.batch_size // micro, strategy)
-    worker, chief = distribute.worker_index(strategy), distribute.is_chief(strategy)
-    os.makedirs(args.output_dir, exist_ok=True)
     preprocessor, instances, heldout_documents = load_data(args)
     steps_per_loop, loops, steps = run_length(args, instances)
     pretrainer = build_pretrainer(args, strategy, preprocessor.vocab_size, steps)
-    resumed = callbacks.completed_epochs(callbacks.backup_directory(args.output_dir, worker))
+    resumed = backup.completed_epochs(backup.backup_directory(args.output_dir, worker))
     if resumed:
         print(f"Resuming from the backup at step {resumed * steps_per_loop}.")
     dataset = strategy.distribute_datasets_from_function(training.pretraining_input_fn(
@@ -209,10 +230,12 @@ def main(argv=None):
         results.append(training.heldout_metrics(pretrainer, heldout, 0))
     print(f"Training {args.config} BERT for {steps} steps of {args.batch_size} x {args.seq_length} "
           f"tokens on {strategy.num_replicas_in_sync} replica(s) ({args.precision}).", flush=True)
+    chief = distribute.is_chief(strategy)
     pretrainer.fit(dataset, epochs=loops, steps_per_epoch=steps_per_loop * micro, shuffle=False,
                    callbacks=callbacks.pretraining_callbacks(
                        args.output_dir, steps_per_loop, args.checkpoint_every, worker, chief,
-                       total_steps=steps), verbose=0)
+                       total_steps=steps, resumed_epochs=resumed), verbose=0)
+    stop_point("pretrain:after_last_loop")
     if heldout is not None:
         results.append(training.heldout_metrics(pretrainer, heldout, steps))
     if not chief:  # keeps its final model apart, so a run can check the workers agree
@@ -235,10 +258,13 @@ def save_outputs(args, pretrainer, preprocessor, heldout_documents, results, ste
                                                 max(heldout_documents[0][:5], key=len), args.seed))
         print(summary["fill_mask"])
     if not args.no_export:  # the encoder, on token ids or raw text, in TF Serving's layout
+        shutil.rmtree(os.path.join(out, "export"), ignore_errors=True)  # a killed run's, if any
         summary["export"] = kbm.export_saved_model(pretrainer.encoder, os.path.join(out, "export"),
                                                    preprocessor=preprocessor)
     summary["seconds"] = round(time.time() - started, 1)
+    stop_point("pretrain:before_summary")
     write_json(os.path.join(out, DONE_FILE), summary, default=str)
+    backup.remove_backups(out)  # kept until now, so a kill above resumes here, not at step 0
     print(f"\nFinished {steps} steps in {summary['seconds']:.0f} s.",
           *reporting.heldout_lines(results), sep="\n")
     print(f"Outputs in {os.path.abspath(out)}: model.keras, google/, vocab.txt, checkpoints/, "

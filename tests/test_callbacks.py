@@ -1,6 +1,6 @@
-"""The callbacks of a pretraining run (keras_bert_min.callbacks): a resumed run against an
-uninterrupted one, the step history and encoder checkpoints read back by hand, the progress
-line against a fixed clock."""
+"""The callbacks of a pretraining run (keras_bert_min.callbacks): the step history and encoder
+checkpoints read back by hand, the progress line against a fixed clock. The backup is in
+test_backup.py."""
 
 import csv
 import os
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bert_min.callbacks import (BackupAndRestore, EncoderCheckpoint, ProgressLog,
-                                      StepHistory, completed_epochs, format_duration)
-from keras_bert_min.models import BertEncoder, BertPretrainer
-from keras_bert_min.training import compile_pretrainer
+from keras_bert_min.callbacks import (EncoderCheckpoint, ProgressLog, StepHistory,
+                                      format_duration)
+from keras_bert_min.models import BertEncoder
 from tests.fixtures import CHECKPOINT_TINY
 from tests.reference_checkpoints import google_shapes
+from tests.test_backup import new_pretrainer
 from tests.test_training import pretraining_batches
 
 
@@ -37,52 +37,6 @@ def test_progress_log_counts_steps_and_estimates_the_time_left(monkeypatch):
     assert lines[-1] == "step 5/10 (50%) | loss 1.000"
     assert [format_duration(s) for s in (41, 442, 3900, -3)] == [
         "41 s", "7 min 22 s", "1 h 05 min", "0 s"]
-
-
-def new_pretrainer(initial=None):
-    # CHECKPOINT_TINY has dropout 0.1, so the dropout generators' state matters on resuming.
-    keras.utils.set_random_seed(3)
-    pretrainer = BertPretrainer(BertEncoder(CHECKPOINT_TINY))
-    if initial is not None:
-        for variable, value in zip(pretrainer.weights, initial):
-            variable.assign(value)
-    # Eager: three short runs are faster without tracing, and the arithmetic is the same.
-    return compile_pretrainer(pretrainer, keras.optimizers.Adam(1e-3), run_eagerly=True)
-
-
-class KillAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("killed")
-
-
-def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(tmp_path):
-    """Two epochs of two steps: run A straight through; run B killed before its second epoch,
-    then restarted from its backup with the batches it had not seen."""
-    data = pretraining_batches(steps=4)
-    uninterrupted = new_pretrainer()
-    initial = [np.array(w) for w in uninterrupted.weights]
-    uninterrupted.fit(data, epochs=2, steps_per_epoch=2, verbose=0)
-
-    backup = str(tmp_path / "backup")
-    assert completed_epochs(backup) == 0  # no backup yet
-    killed = new_pretrainer(initial)
-    with pytest.raises(KeyboardInterrupt):
-        killed.fit(data, epochs=2, steps_per_epoch=2, verbose=0,
-                   callbacks=[BackupAndRestore(backup, save_freq="epoch"), KillAtEpoch(1)])
-    assert completed_epochs(backup) == 1
-
-    # A new process: fresh model and generators; Keras restores the weights and the optimizer,
-    # ours the dropout generators; the input skips the epoch already trained on.
-    resumed = new_pretrainer(initial)
-    resumed.fit(data.skip(completed_epochs(backup) * 2), epochs=2, steps_per_epoch=2,
-                verbose=0, callbacks=[BackupAndRestore(backup, save_freq="epoch")])
-    for a, b in zip(resumed.weights, uninterrupted.weights):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
 
 def test_step_history_and_encoder_checkpoints(tmp_path):
@@ -110,6 +64,14 @@ def test_step_history_and_encoder_checkpoints(tmp_path):
         lines = f.read().splitlines()
     # Logs of one loss are an MLM-only run's: that loss is the MLM loss; NSP columns stay nan.
     assert len(lines) == 1 + 4 and lines[-1] == "8.0,1.5,1.5,nan,nan,nan"
+    # A run resuming from the backup of step 4 drops the rows of the steps it will redo, so
+    # each step is in the file once; the rows it keeps are unchanged, byte for byte.
+    StepHistory(history_file, steps_per_epoch=2, resume_step=4)
+    with open(history_file, encoding="utf-8") as f:
+        assert f.read().splitlines() == lines[:3]
+    StepHistory(history_file, steps_per_epoch=2, resume_step=0)  # restarted before any backup
+    with open(history_file, encoding="utf-8") as f:
+        assert f.read().splitlines() == lines[:1]
 
     # Every second epoch (step 4 of 6): the encoder as .keras, the pretrainer as Google's TF1
     # checkpoint with its bert_config.json; nothing half written left.

@@ -4,11 +4,16 @@ by hand."""
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 
 import pytest
 
-from keras_bert_min._checks import (PARTIAL_SUFFIX, atomic_directory, atomic_file, check_fraction,
-                                    check_int, partial_path, write_json)
+from keras_bert_min._checks import (PARTIAL_SUFFIX, STOP_AT_ENV, atomic_directory, atomic_file,
+                                    check_fraction, check_int, directory_lock, partial_path,
+                                    write_json)
 
 
 class Killed(BaseException):
@@ -216,3 +221,75 @@ def test_atomic_directory_refuses_a_file(tmp_path):
         with atomic_directory(tmp_path / "run", overwrite=True):
             pass
     assert (tmp_path / "run").read_text() == "a file"
+
+
+def test_atomic_directory_restores_the_old_directory_a_kill_moved_aside(tmp_path):
+    """A kill between moving the old directory aside and renaming the new one into place left
+    only `<path>.old.partial`: the next write brings it back first, so nothing is lost."""
+    target = tmp_path / "step-10"
+    target.mkdir()
+    (target / "weights.bin").write_bytes(b"old")
+    aside = tmp_path / ("step-10.old" + PARTIAL_SUFFIX)
+    target.rename(aside)  # the state a SIGKILL between the two renames leaves
+    (tmp_path / ("step-10" + PARTIAL_SUFFIX)).mkdir()  # the new, unfinished one
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        with atomic_directory(target):  # without overwrite the restored directory is refused
+            pass
+    assert (target / "weights.bin").read_bytes() == b"old" and not aside.exists()
+    with atomic_directory(target, overwrite=True) as staging:
+        (open(os.path.join(staging, "weights.bin"), "wb")).write(b"new")
+    assert (target / "weights.bin").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["step-10"]
+
+
+# The child processes load _checks.py alone (it is a leaf): importing the package starts TF.
+LOAD_CHECKS = f"""
+import importlib.util
+spec = importlib.util.spec_from_file_location("_checks", {os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_bert_min", "_checks.py")!r})
+_checks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(_checks)
+"""
+HOLD_LOCK = LOAD_CHECKS + """
+import sys, time
+with _checks.directory_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_directory_lock_refuses_a_second_run_and_frees_with_a_killed_one(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "run")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(ValueError, match=rf"run is in use by another run \(pid {holder.pid} "
+                                             r"on .*\); wait for it to finish, or pass another "
+                                             r"--output_dir\."):
+            with directory_lock(tmp_path / "run"):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The killed holder's lock file is still there, and blocks nobody.
+    assert (tmp_path / "run" / ".lock").exists()
+    with directory_lock(tmp_path / "run"):
+        assert (tmp_path / "run" / ".lock").read_text() == f"pid {os.getpid()} on " \
+            f"{socket.gethostname()}\n"
+
+
+STOP_TWICE = LOAD_CHECKS + """
+for i in range(3):
+    print(i, flush=True)
+    _checks.stop_point("here")
+    _checks.stop_point("elsewhere")
+"""
+
+
+@pytest.mark.parametrize("spec, printed, code", [("here@2", "0\n1\n", -signal.SIGKILL),
+                                                 ("here", "0\n", -signal.SIGKILL),
+                                                 ("", "0\n1\n2\n", 0)])
+def test_stop_point_kills_at_the_named_point(spec, printed, code):
+    result = subprocess.run([sys.executable, "-c", STOP_TWICE], capture_output=True, text=True,
+                            env={**os.environ, STOP_AT_ENV: spec})
+    assert (result.stdout, result.returncode) == (printed, code)

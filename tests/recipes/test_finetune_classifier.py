@@ -4,10 +4,12 @@ import importlib.util
 import json
 import os
 import re
+import signal
 
 import numpy as np
 import pytest
 
+from keras_bert_min._checks import STOP_AT_ENV, directory_lock
 from keras_bert_min.config import BertConfig
 from keras_bert_min.models import bert_encoder
 from keras_bert_min.pretrained import from_pretrained
@@ -83,7 +85,7 @@ def test_end_to_end_writes_the_output_directory(files, tmp_path, capsys):
     assert json.loads((out / "preprocessor.json").read_text()) == {"seq_length": 16,
                                                                     "lower_case": True}
     assert json.loads((out / "labels.json").read_text()) == ["neg", "pos"]
-    assert not (out / "best_epoch.keras").exists()
+    assert not {"best_epoch", "backup", ".lock"} & set(os.listdir(out))
     # One call reads the run back (as recipes/export.py --train_dir does): the classifier of the
     # best epoch with its label names, and its preprocessor.
     reloaded, preprocessor = from_pretrained(out)
@@ -107,6 +109,52 @@ def test_end_to_end_writes_the_output_directory(files, tmp_path, capsys):
     assert "already holds a finished run" in recipe_error(capsys, load_recipe().main,
                                                           recipe_args(files, out))
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def model_weights(directory):
+    import keras
+    return [np.asarray(w) for w in keras.saving.load_model(
+        os.path.join(directory, "model.keras")).weights]
+
+
+def test_a_run_killed_in_every_window_ends_as_an_uninterrupted_one(files, tmp_path):
+    """Killed (SIGKILL, by the test hook of _checks.stop_point) while its second epoch's backup
+    is written, after the last epoch and while exporting: each re-run resumes from the last
+    complete backup, and the last ends with the uninterrupted run's classifier, each epoch once
+    in history.csv and one export version."""
+    reference = tmp_path / "uninterrupted"
+    run_recipe("finetune_classifier.py", recipe_args(files, reference) + ["--deterministic"])
+    out = tmp_path / "killed"
+    args = recipe_args(files, out) + ["--deterministic"]
+    resumed = []
+    for point in ("backup:state_written@2", "finetune:after_last_epoch",
+                  "export:written_not_renamed"):
+        result = run_recipe("finetune_classifier.py", args, env={STOP_AT_ENV: point},
+                            check=False)
+        assert result.returncode == -signal.SIGKILL, (point, result.stderr[-3000:])
+        assert not out.exists() and os.path.isdir(f"{out}.partial")
+        resumed.append(re.findall(r"Resuming from the backup of epoch (\d)\.", result.stdout))
+    assert resumed == [[], ["1"], ["2"]]
+    result = run_recipe("finetune_classifier.py", args)
+    assert "Resuming from the backup of epoch 2." in result.stdout
+    for a, b in zip(model_weights(out), model_weights(reference)):
+        np.testing.assert_array_equal(a, b)
+    with open(out / "history.csv", encoding="utf-8") as f:
+        assert [row.split(",")[0] for row in f.read().splitlines()] == ["epoch", "0", "1"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dev_accuracy_per_epoch"] == json.loads(
+        (reference / "metrics.json").read_text())["dev_accuracy_per_epoch"]
+    assert sorted(os.listdir(out / "export")) == ["1"]
+    assert not os.path.exists(f"{out}.partial")
+    assert not {"backup", "best_epoch", ".lock"} & set(os.listdir(out))
+
+
+def test_a_second_run_on_a_busy_output_dir_is_refused(files, tmp_path, capsys):
+    with directory_lock(f"{tmp_path / 'run'}.partial"):  # as a running recipe holds it
+        message = recipe_error(capsys, load_recipe().main, recipe_args(files, tmp_path / "run"))
+    assert re.fullmatch(rf"{tmp_path}/run.partial is in use by another run \(pid {os.getpid()} "
+                        r"on .*\); wait for it to finish, or pass another --output_dir\.",
+                        message)
 
 
 def expect_refusal(files, tmp_path, capsys, message, **overrides):

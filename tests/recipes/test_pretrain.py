@@ -1,5 +1,6 @@
 """recipes/pretrain.py end to end, in subprocesses: outputs, resume after SIGKILL, two workers."""
 
+import csv
 import json
 import os
 import re
@@ -7,13 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import keras
 
 import keras_bert_min as kbm
+from keras_bert_min._checks import STOP_AT_ENV, directory_lock
 from tests.recipes.conftest import REPO, recipe_error, run_recipe
 
 SMALL = ["--config", "tiny", "--seq_length", "32", "--max_predictions_per_seq", "5",
@@ -86,55 +87,93 @@ def test_end_to_end_on_a_real_book(small_corpus, tmp_path):
 
 # The pretraining options, all in one run: MLM only, whole-word masks, 2 micro-batches a step.
 OPTIONS = ["--no_nsp", "--whole_word_mask", "--gradient_accumulation_steps", "2"]
+RESUMABLE = ["--steps", "80", "--steps_per_loop", "10", "--deterministic", "--checkpoint_every",
+             "100"]
 
 
-@pytest.mark.parametrize("masking, options", [("dynamic", []), ("static", []),
-                                              ("dynamic", OPTIONS)])
-def test_killed_run_resumes_to_the_same_weights(small_corpus, tmp_path, masking, options):
-    """SIGKILL after the second backup, restart: same step count and bit-identical final weights
-    to an uninterrupted run. No tolerance is needed: the masks (drawn in tf.data, or once in
-    Python) are a pure function of the seed and the batch's place in the run, --deterministic
-    enables TF's deterministic ops, the backup holds weights, optimizer state (with gradient
-    accumulation, at a loop's end the accumulators are empty) and the dropout generators'
-    state, and the resumed pipeline skips the batches the killed run had already trained on."""
+def killed_at(point, corpus, vocab, out, *extra):
+    """Runs the recipe with the test hook that SIGKILLs it at `point` (_checks.stop_point)."""
+    result = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, *extra), check=False,
+                        env={STOP_AT_ENV: point})
+    assert result.returncode == -signal.SIGKILL, (point, result.stdout[-2000:],
+                                                  result.stderr[-3000:])
+    assert not (out / "run_summary.json").exists()
+    return result
+
+
+def history_steps(out):
+    with open(out / "history.csv", encoding="utf-8") as f:
+        return [float(row["step"]) for row in csv.DictReader(f)]
+
+
+def test_static_masks_resume_exactly_after_a_kill_inside_a_backup(small_corpus, tmp_path):
+    """SIGKILL while the third backup is being written (complete but not yet renamed into
+    place), restart: the run resumes from the second and ends bit-identical to an uninterrupted
+    one. No tolerance is needed: the masks (drawn once in Python here, in tf.data by default)
+    are a pure function of the seed and the batch's place in the run, --deterministic enables
+    TF's deterministic ops, the backup holds weights, optimizer state and the dropout
+    generators' state, and the resumed pipeline skips the batches already trained on."""
     corpus, vocab = small_corpus
-    extra = ["--steps", "80", "--steps_per_loop", "10", "--deterministic", "--no_export",
-             "--checkpoint_every", "100", "--masking", masking, *options]
+    extra = [*RESUMABLE, "--no_export", "--masking", "static"]
     reference = tmp_path / "uninterrupted"
     run_recipe("pretrain.py", recipe_args(corpus, vocab, reference, *extra))
-
     out = tmp_path / "killed"
-    metadata = out / "backup" / "worker-0" / "training_metadata.json"
-
-    def backed_up_twice():
-        # The moment Keras' metadata names the second backup: callbacks.BackupAndRestore wrote
-        # that epoch's dropout-generator states before it, so any kill from here resumes exactly.
-        return metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2
-
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "recipes", "pretrain.py"),
-         *recipe_args(corpus, vocab, out, *extra)], cwd=REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if backed_up_twice():
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "run_summary.json").exists()
-
+    killed_at("backup:complete_not_renamed@3", corpus, vocab, out, *extra)
+    assert sorted(os.listdir(out / "backup" / "worker-0")) == [
+        "epoch-1", "epoch-2", "epoch-3.partial"]
     result = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, *extra))
-    assert "Resuming from the backup at step" in result.stdout
+    assert "Resuming from the backup at step 20." in result.stdout
+    for resumed, uninterrupted in zip(final_weights(out), final_weights(reference)):
+        np.testing.assert_array_equal(resumed, uninterrupted)
+    assert history_steps(out) == history_steps(reference) == [10.0 * i for i in range(1, 9)]
+
+
+def test_a_run_killed_in_every_window_ends_as_an_uninterrupted_one(small_corpus, tmp_path):
+    """One run killed five times, each time inside another window where a write is half done:
+    while the second backup's state is written, with that backup complete but not renamed,
+    after the last loop, while the SavedModel is exported and just before the run summary.
+    Every re-run resumes from the last complete backup; the last ends with the uninterrupted
+    run's weights, each step once in history.csv, one export version and no backup left. All
+    with the pretraining options on (MLM only, whole-word masks, gradient accumulation)."""
+    corpus, vocab = small_corpus
+    extra = [*RESUMABLE, *OPTIONS]
+    reference = tmp_path / "uninterrupted"
+    run_recipe("pretrain.py", recipe_args(corpus, vocab, reference, *extra))
+    out = tmp_path / "killed"
+    resumed_at = []
+    for point in ("backup:state_written@2", "backup:complete_not_renamed@2",
+                  "pretrain:after_last_loop", "export:written_not_renamed",
+                  "pretrain:before_summary"):
+        result = killed_at(point, corpus, vocab, out, *extra)
+        resumed_at.append(re.findall(r"Resuming from the backup at step (\d+)\.", result.stdout))
+    # Killed in the 2nd backup (1 complete); then from step 10 in the 2nd after it (step 30 not
+    # renamed, 20 complete); from then on the backup of the last step is kept until the end.
+    assert resumed_at == [[], ["10"], ["20"], ["80"], ["80"]]
+    assert sorted(os.listdir(out / "export")) == ["1"]  # run 5's: it was killed after exporting
+    result = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, *extra))
+    assert "Resuming from the backup at step 80." in result.stdout
     assert json.loads((out / "run_summary.json").read_text())["steps"] == 80
     for resumed, uninterrupted in zip(final_weights(out), final_weights(reference)):
         np.testing.assert_array_equal(resumed, uninterrupted)
-    if options:  # an MLM-only run: no NSP metrics anywhere, and it loads as a pretrainer
-        heldout = json.loads((out / "heldout_metrics.json").read_text())
-        assert heldout[-1]["mlm_logits_accuracy"] > 0 and "nsp_logits_accuracy" not in heldout[-1]
-        assert "nsp accuracy" not in result.stdout and "step 80/80 (100%)" in result.stdout
-        assert isinstance(kbm.from_pretrained(out)[0], kbm.BertPretrainer)
+    assert history_steps(out) == history_steps(reference) == [10.0 * i for i in range(1, 9)]
+    assert sorted(os.listdir(out / "export")) == ["1"] and not (out / "backup").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
+    # An MLM-only run: no NSP metrics anywhere, and it loads as a pretrainer.
+    heldout = json.loads((out / "heldout_metrics.json").read_text())
+    assert heldout[-1]["mlm_logits_accuracy"] > 0 and "nsp_logits_accuracy" not in heldout[-1]
+    assert isinstance(kbm.from_pretrained(out)[0], kbm.BertPretrainer)
+
+
+def test_a_second_run_on_a_busy_output_dir_is_refused_at_once(small_corpus, tmp_path, capsys,
+                                                              monkeypatch):
+    import recipes.pretrain as recipe
+
+    corpus, vocab = small_corpus
+    monkeypatch.setattr(recipe, "load_data", lambda args: pytest.fail("the data was read"))
+    with directory_lock(tmp_path / "busy", ".lock-worker-0"):  # as a running recipe holds it
+        message = recipe_error(capsys, recipe.main, recipe_args(corpus, vocab, tmp_path / "busy"))
+    assert re.fullmatch(rf"{tmp_path}/busy is in use by another run \(pid {os.getpid()} on .*\); "
+                        r"wait for it to finish, or pass another --output_dir\.", message)
 
 
 def free_ports(count):
@@ -177,20 +216,36 @@ def test_two_workers_train_together(small_corpus, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--steps", "0"], "--steps must be an integer of at least 1"),
-    (["--corpus", "/nonexistent/*.txt"], "/nonexistent"),
     (["--strategy", "mirrored", "--batch_size", "3"], "must be a positive multiple of the number "
                                                        "of replicas \\(2\\)"),
     (["--config", "enormous"], "Unknown BERT preset 'enormous'"),
+    (["--config", "/nonexistent/bert_config.json"], "--config /nonexistent/bert_config.json: "
+     "/nonexistent/bert_config.json does not exist; pass an existing config JSON file or a preset"),
+    (["--config", "{tmp}/vocab999.json"], "has vocab_size 999 but the vocab has \\d+ tokens"),
+    (["--seq_length", "600"], "seq_length 600 is over the config's max_position_embeddings "
+                              "\\(512\\)"),
+    (["--warmup_steps", "100", "--steps", "50"], "--warmup_steps 100 is over the run's 50 steps"),
+    (["--init_checkpoint", "{tmp}/other.keras"], "The init checkpoint .*other.keras: .* was "
+                                                 "trained with config"),
     (["--gradient_accumulation_steps", "3"], "--batch_size 8 must split into "
                                              "--gradient_accumulation_steps 3 equal"),
     (["--dropout", "1"], r"--dropout must be in \[0, 1\), got 1.0"),
 ])
-def test_bad_input_fails_before_training(small_corpus, tmp_path, capsys, extra, message):
+def test_every_bad_argument_fails_before_the_data_is_read(small_corpus, tmp_path, capsys,
+                                                          monkeypatch, extra, message):
+    """Config, vocab, sequence length, warmup and init checkpoint are all checked before the
+    corpus is read (reading it is what takes minutes on a large corpus)."""
     import recipes.pretrain as recipe  # in-process: the two logical CPUs of conftest exist here
 
     corpus, vocab = small_corpus
+    vocab_size = len(open(vocab, encoding="utf-8").read().splitlines())
+    kbm.BertConfig.from_preset("tiny", vocab_size=999).to_json_file(tmp_path / "vocab999.json")
+    kbm.bert_pretrainer(kbm.BertConfig.from_preset("mini", vocab_size=vocab_size)).save(
+        str(tmp_path / "other.keras"))
+    monkeypatch.setattr(recipe, "load_data", lambda args: pytest.fail("the data was read"))
     args = recipe_args(corpus, vocab, tmp_path / "bad")
     for flag, value in zip(extra[::2], extra[1::2]):
+        value = value.format(tmp=tmp_path)
         if flag in args:
             args[args.index(flag) + 1] = value
         else:
@@ -199,12 +254,24 @@ def test_bad_input_fails_before_training(small_corpus, tmp_path, capsys, extra, 
     assert not (tmp_path / "bad" / "model.keras").exists()
 
 
+def test_a_missing_corpus_is_named(small_corpus, tmp_path, capsys):
+    import recipes.pretrain as recipe
+
+    _, vocab = small_corpus
+    assert "/nonexistent" in recipe_error(capsys, recipe.main, recipe_args(
+        "/nonexistent/*.txt", vocab, tmp_path / "bad"))
+
+
 def test_init_checkpoint_is_checked_with_the_arguments(tmp_path, capsys):
     import recipes.pretrain as recipe
 
-    # A run directory stands for its model.keras.
+    # A run directory stands for its model.keras, and brings its vocab.txt.
     assert recipe_error(capsys, recipe.parse_args, ["--init_checkpoint", str(tmp_path)]) \
         .startswith(f"--init_checkpoint {tmp_path}/model.keras does not")
+    (tmp_path / "model.keras").write_bytes(b"")
+    assert recipe_error(capsys, recipe.parse_args, ["--init_checkpoint", str(tmp_path)]) == (
+        f"--init_checkpoint {tmp_path} has no vocab.txt beside it; pass the --vocab it was "
+        "trained with.")
     assert recipe_error(capsys, recipe.parse_args, [
         "--init_checkpoint", "/nonexistent/bert_model.ckpt"]).startswith(
         "--init_checkpoint /nonexistent/bert_model.ckpt does")
@@ -219,14 +286,3 @@ def test_corpus_too_small_for_one_batch(small_corpus, tmp_path, capsys):
     assert re.search("the corpus gives \\d+ examples, fewer than one batch", recipe_error(
         capsys, recipe.main, recipe_args(str(tiny), vocab, tmp_path / "out",
                                          "--heldout_fraction", "0.2")))
-
-
-def test_init_checkpoint_from_another_config_is_refused(small_corpus, tmp_path, capsys):
-    import recipes.pretrain as recipe
-
-    corpus, vocab = small_corpus
-    other = kbm.bert_pretrainer(kbm.BertConfig.from_preset(
-        "mini", vocab_size=len(open(vocab, encoding="utf-8").read().splitlines())))
-    other.save(str(tmp_path / "other.keras"))
-    assert "was trained with config" in recipe_error(capsys, recipe.main, recipe_args(
-        corpus, vocab, tmp_path / "out", "--init_checkpoint", str(tmp_path / "other.keras")))
