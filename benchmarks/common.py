@@ -21,6 +21,7 @@ from keras_bert_min._checks import atomic_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT_DIR = os.path.join(HERE, "results")
+QUICK_OUTPUT_DIR = os.path.join(os.path.dirname(HERE), "runs", "benchmarks-quick")  # untracked
 
 # Keep TensorFlow quiet in every benchmark process, before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -119,11 +120,22 @@ def benchmark_parser(doc, quick_help, output_help):
     >>> benchmark_parser("Speed.", "Few steps.", "Results.").parse_args(["--quick"]).quick
     True
     """
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = _BenchmarkParser(description=doc.split("\n\n")[0],
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR, help=output_help)
+    parser.add_argument("--output_dir", default=None, help=output_help + " Default: "
+                        f"{os.path.relpath(DEFAULT_OUTPUT_DIR, os.path.dirname(HERE))}, or with --quick "
+                        f"{os.path.relpath(QUICK_OUTPUT_DIR, os.path.dirname(HERE))} (so a smoke run never "
+                        "replaces the published results).")
     return parser
+
+
+class _BenchmarkParser(argparse.ArgumentParser):
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if parsed.output_dir is None:
+            parsed.output_dir = QUICK_OUTPUT_DIR if parsed.quick else DEFAULT_OUTPUT_DIR
+        return parsed
 
 
 def fill_defaults(args, **defaults):

@@ -1,6 +1,7 @@
 """Argument checks and atomic writes, shared by every module (a leaf: imports nothing of ours).
 
-    check_int, check_fraction   one wording for every "must be an integer / a fraction" error
+    check_int, check_fraction,  one wording for every "must be an integer / a fraction /
+    check_positive              a number above 0" error
     atomic_file                 write a file under a temporary name, rename it into place
     atomic_directory            build a directory under a temporary name, rename it into place
     write_json                  a JSON file, atomically
@@ -16,6 +17,7 @@ starts.
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -44,6 +46,19 @@ def check_int(name, value, minimum=1, maximum=None, hint=""):
         wanted = (f"an integer of at least {minimum}" if maximum is None
                   else f"an integer in [{minimum}, {maximum}]")
         raise ValueError(f"{name} must be {wanted}{hint}, got {value!r}.")
+    return value
+
+
+def check_positive(name, value):
+    """`value` if it is a finite number above 0 (not a bool), else a ValueError naming it.
+
+    Example:
+    >>> check_positive("learning_rate", 1e-4)
+    0.0001
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a number above 0, got {value!r}.")
     return value
 
 

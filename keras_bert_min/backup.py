@@ -34,7 +34,7 @@ import numpy as np
 
 from keras_bert_min._checks import atomic_directory, atomic_file, stop_point
 
-STATE_FILE = "state.npz"  # the model's variables ("model/<i>") and the optimizer's ("optimizer/<i>")
+STATE_FILE = "state.npz"  # the model's variables ("model/<i>"), the optimizer's ("optimizer/<i>")
 INDEX_FILE = "backup.json"  # written last: epoch, variables, the state file's size and SHA-256
 KEEP = 2  # complete backups kept: the newest and the one before, in case the newest is damaged
 _NAME = re.compile(r"^epoch-(\d+)$")
@@ -126,8 +126,8 @@ class BackupAndRestore(keras.callbacks.Callback):
     The backup holds the weights, the optimizer's variables (so the step and the learning-rate
     schedule resume where they were), the `SeedGenerator` states of the dropout layers (in
     `model.variables`, not `model.weights`; without them a resumed run would redraw its first
-    dropout masks) and the epoch. It is kept when `fit` returns: a run that is killed while writing its outputs resumes
-    at its end; call `remove_backups` when the outputs are complete.
+    dropout masks) and the epoch. It is kept when `fit` returns: a run that is killed while
+    writing its outputs resumes at its end; call `remove_backups` once they are complete.
 
     Before writing, the free disk space is checked against the size of the state; a write that
     fails anyway (a full disk, a quota) raises an OSError that names the backup still usable.

@@ -118,20 +118,34 @@ class BertConfig:
     def from_dict(cls, values, source="ours"):
         """Builds a config from a dict in our, Google's ("google") or Hugging Face's ("hf") spelling.
 
-        Keys that are not config fields (Hugging Face writes many) are ignored; a missing
-        required field is an error.
+        Ours must have every field (`layer_norm_eps` may be absent, as in files written before
+        it existed) and nothing else: a misspelled field would otherwise silently take a
+        default. Google's must have every field but `layer_norm_eps`, and only the extra keys
+        Google's own releases carry (`directionality`, `pooler_*`), which its code ignores too.
+        Hugging Face's may have any other key (it writes many), but the features this model
+        does not implement are refused by name rather than silently computed another way.
         """
         if not isinstance(values, dict):
             raise ValueError(f"A BERT config must be a JSON object, got {type(values).__name__}.")
         field_names = [f.name for f in dataclasses.fields(cls)]
         kwargs = {k: values[k] for k in field_names if k in values}
-        required = [f.name for f in dataclasses.fields(cls) if f.name not in ("layer_norm_eps",)]
-        if source != "ours":
-            missing = [k for k in required if k not in kwargs]
-            if missing:
+        required = [name for name in field_names if name != "layer_norm_eps"]
+        missing = [k for k in required if k not in kwargs]
+        if missing:
+            raise ValueError(
+                f"The {source} BERT config lacks the field(s) {missing}; a BERT config needs all "
+                f"of {required}.")
+        if source == "hf":
+            _refuse_unimplemented_hf_features(values)
+        else:
+            allowed = (_OUR_MARKER_KEYS if source == "ours" else _GOOGLE_EXTRA_KEYS)
+            unknown = sorted(k for k in values if k not in field_names and k not in allowed
+                             and not (source == "google" and k.startswith("pooler_")))
+            if unknown:
                 raise ValueError(
-                    f"The {source} BERT config lacks the field(s) {missing}; a bert_config.json "
-                    f"needs all of {required}.")
+                    f"The {source} BERT config has unknown field(s) {unknown} (misspelled?); "
+                    f"the known fields are {field_names}.")
+        if source != "ours":
             table = _GOOGLE_ACTIVATIONS if source == "google" else _HF_ACTIVATIONS
             act = kwargs["hidden_act"]
             if act not in table:
@@ -246,6 +260,23 @@ class BertConfig:
         if name not in PRESETS:
             raise ValueError(f"Unknown BERT preset {name!r}; expected one of {sorted(PRESETS)}.")
         return cls(**{**PRESETS[name], **overrides})
+
+
+_OUR_MARKER_KEYS = ("keras_bert_min_config",)
+# Keys of Google's released bert_config.json files beyond the fields (the multilingual and
+# Chinese models'); modeling.py ignores them, and so do we. Also every "pooler_*" key.
+_GOOGLE_EXTRA_KEYS = ("directionality",)
+# Hugging Face BertConfig features this model does not implement, with the value it computes.
+_HF_UNIMPLEMENTED = {"position_embedding_type": "absolute", "is_decoder": False,
+                     "add_cross_attention": False, "chunk_size_feed_forward": 0}
+
+
+def _refuse_unimplemented_hf_features(values):
+    for key, ours in _HF_UNIMPLEMENTED.items():
+        if key in values and values[key] not in (ours, None):
+            raise ValueError(
+                f"The hf config sets {key}={values[key]!r}; keras_bert_min implements only "
+                f"{key}={ours!r} (Google's BERT), so these weights would compute other outputs.")
 
 
 def _shape(layers, hidden, heads=None):

@@ -157,7 +157,8 @@ def _check_preprocessor(model, preprocessor):
     config = getattr(model, "bert_config", None)
     vocab_size = getattr(preprocessor, "vocab_size", None)
     seq_length = getattr(preprocessor, "seq_length", None)
-    if config is not None and vocab_size is not None and vocab_size > config.vocab_size:
+    # A smaller vocab serves without an error, with the wrong word for many ids.
+    if config is not None and vocab_size is not None and vocab_size != config.vocab_size:
         raise ValueError(f"The preprocessor's vocab has {vocab_size} tokens but the model's "
                          f"vocab_size is {config.vocab_size}; use the vocab.txt the model was "
                          "trained with.")

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras.src.optimizers.base_optimizer import clip_by_global_norm
 
-from keras_bert_min._checks import check_int
+from keras_bert_min._checks import check_int, check_positive
 
 # Google's fine-tuning recipe: peak learning rate in 2e-5..5e-5, warmup over the first 10%.
 DEFAULT_LEARNING_RATE = 3e-5
@@ -38,6 +38,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, peak_learning_rate, warmup_steps, total_steps):
+        # A negative rate would climb the loss and still "finish" (found by a bad-input sweep).
+        check_positive("peak_learning_rate", peak_learning_rate)
         if total_steps <= 0:
             raise ValueError(f"total_steps must be positive, got {total_steps}.")
         if not 0 <= warmup_steps <= total_steps:

@@ -196,13 +196,19 @@ def check_matches(targets, found_shapes, unexpected, source, model, hints=()):
 
 
 def assign_all(targets, arrays, source):
-    """Assigns file arrays to model variables, converting them all before assigning any."""
+    """Assigns file arrays to model variables, converting and checking them all (floats, every
+    value finite) before assigning any."""
     values = []
     for name, target in targets.items():
         array = np.asarray(arrays[name])
         if array.dtype.kind != "f" and array.dtype.name != "bfloat16":
             raise ValueError(f"{name} in {source} holds {array.dtype} values, not floats; "
                              "nothing was assigned. Is this a BERT weights file?")
+        finite = np.isfinite(array.astype(np.float32, copy=False))
+        if not finite.all():
+            raise ValueError(f"{name} in {source} holds {int(finite.size - finite.sum())} NaN or "
+                             "infinite values (a diverged run or a damaged file); nothing was "
+                             "assigned. Load an earlier checkpoint.")
         array = array.T if target.transposed else array
         values.append((target.variable, array.astype(target.variable.dtype, copy=False)))
     for variable, value in values:
@@ -298,9 +304,11 @@ def load_google_checkpoint(model, checkpoint_prefix):
     check_matches(targets, shapes, unexpected, prefix, model)
     try:
         arrays = {name: reader.get_tensor(name) for name in targets}
-    except tf.errors.OpError as e:
-        raise ValueError(f"Cannot read the data of {prefix!r} ({e}); nothing was assigned. The "
-                         "checkpoint may be truncated: copy or download it again.") from None
+    except (tf.errors.OpError, IndexError) as e:  # a cut .data file: "Read less bytes than ..."
+        data = sorted(glob.glob(glob.escape(prefix) + ".data-*"))
+        raise ValueError(f"Cannot read the data of {prefix!r} ({e}); nothing was assigned. "
+                         f"{', '.join(data) or 'Its .data file'} is probably truncated: copy or "
+                         "download the checkpoint again.") from None
     assign_all(targets, arrays, prefix)
     return LoadReport(prefix, model.name, tuple(targets), skipped)
 

@@ -40,8 +40,8 @@ import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import backup, callbacks, cli, distribute  # noqa: E402
-from keras_bert_min._checks import (check_fraction, check_int, directory_lock,  # noqa: E402
-                                    partial_path, stop_point, write_json)
+from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
+                                    directory_lock, partial_path, stop_point, write_json)
 from keras_bert_min.optimization import DEFAULT_WARMUP_FRACTION  # noqa: E402
 from keras_bert_min.text import labelled  # noqa: E402
 
@@ -117,6 +117,7 @@ def check_args(args):
     for name in ("epochs", "batch_size"):
         check_int(f"--{name}", getattr(args, name))
     check_int("--seq_length", args.seq_length, 3, hint=" ([CLS] and two [SEP])")
+    check_positive("--learning_rate", args.learning_rate)
     check_fraction("--dev_fraction", args.dev_fraction, low_open=True, high_open=True)
     check_fraction("--warmup_fraction", args.warmup_fraction, high_open=True)
     check_fraction("--dropout", args.dropout, high_open=True)

@@ -28,8 +28,8 @@ import tensorflow as tf  # noqa: E402
 import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import (backup, callbacks, cli, corpora, distribute,  # noqa: E402
                             pretrained, reporting, training)
-from keras_bert_min._checks import (check_fraction, check_int, directory_lock,  # noqa: E402
-                                    stop_point, write_json)
+from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
+                                    directory_lock, stop_point, write_json)
 from keras_bert_min.text import pretraining, vocab  # noqa: E402
 
 DONE_FILE = "run_summary.json"
@@ -106,6 +106,9 @@ def check_args(args):
                  "gradient_accumulation_steps"):
         if getattr(args, name) is not None:
             check_int(f"--{name}", getattr(args, name), minimum.get(name, 1))
+    check_positive("--learning_rate", args.learning_rate)
+    check_int("--max_predictions_per_seq", args.max_predictions_per_seq, 1, args.seq_length - 2,
+              hint=" (tokens of --seq_length other than [CLS] and [SEP])")
     if args.batch_size % args.gradient_accumulation_steps:
         raise ValueError(f"--batch_size {args.batch_size} must split into "
                          f"--gradient_accumulation_steps {args.gradient_accumulation_steps} "

@@ -4,6 +4,7 @@ by hand."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,8 +13,8 @@ import sys
 import pytest
 
 from keras_bert_min._checks import (PARTIAL_SUFFIX, STOP_AT_ENV, atomic_directory, atomic_file,
-                                    check_fraction, check_int, directory_lock, partial_path,
-                                    write_json)
+                                    check_fraction, check_int, check_positive, directory_lock,
+                                    partial_path, write_json)
 
 
 class Killed(BaseException):
@@ -293,3 +294,11 @@ def test_stop_point_kills_at_the_named_point(spec, printed, code):
     result = subprocess.run([sys.executable, "-c", STOP_TWICE], capture_output=True, text=True,
                             env={**os.environ, STOP_AT_ENV: spec})
     assert (result.stdout, result.returncode) == (printed, code)
+
+
+@pytest.mark.parametrize("value", [0, -1e-3, float("nan"), float("inf"), True, "1e-3", None])
+def test_check_positive_refuses_what_is_not_a_finite_number_above_zero(value):
+    with pytest.raises(ValueError, match=rf"^learning_rate must be a number above 0, got "
+                                         rf"{re.escape(repr(value))}\.$"):
+        check_positive("learning_rate", value)
+    assert check_positive("learning_rate", 3) == 3

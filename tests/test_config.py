@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -60,8 +61,44 @@ def test_hf_activation_names(tmp_path, hf_act, ours):
 def test_source_override(tmp_path):
     path = write_json(tmp_path, GOOGLE_BASE_JSON)
     assert BertConfig.from_json_file(path, source="hf").hidden_act == "gelu"
-    path = write_json(tmp_path, HF_MINILM_JSON)
+    fields = {f.name for f in dataclasses.fields(BertConfig)}
+    path = write_json(tmp_path, {k: v for k, v in HF_MINILM_JSON.items() if k in fields})
     assert BertConfig.from_json_file(path, source="google").hidden_act == "gelu_tanh"
+
+
+def test_a_misspelled_or_missing_field_of_our_format_is_refused(tmp_path):
+    ours = {"keras_bert_min_config": True, **BertConfig.from_preset("tiny").to_dict()}
+    ours["hiden_size"] = ours.pop("hidden_size")  # would silently be BERT-base's 768
+    with pytest.raises(ValueError, match=r"lacks the field\(s\) \['hidden_size'\]"):
+        BertConfig.from_json_file(write_json(tmp_path, ours))
+    ours["hidden_size"] = 128
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['hiden_size'\] \(misspelled\?\); "
+                                         r"the known fields are \['vocab_size', 'hidden_size'"):
+        BertConfig.from_json_file(write_json(tmp_path, ours))
+
+
+def test_google_configs_take_only_the_keys_google_releases_carry(tmp_path):
+    # bert-base-multilingual-cased's bert_config.json carries these, and Google's code ignores them.
+    released = {**GOOGLE_BASE_JSON, "directionality": "bidi", "pooler_fc_size": 768,
+                "pooler_num_attention_heads": 12, "pooler_num_fc_layers": 3,
+                "pooler_size_per_head": 128, "pooler_type": "first_token_transform"}
+    assert BertConfig.from_json_file(write_json(tmp_path, released)).hidden_size == 768
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['num_hiden_layers'\]"):
+        BertConfig.from_json_file(write_json(tmp_path, {**GOOGLE_BASE_JSON,
+                                                        "num_hiden_layers": 6}))
+
+
+@pytest.mark.parametrize("key, value", [("position_embedding_type", "relative_key"),
+                                        ("position_embedding_type", "relative_key_query"),
+                                        ("is_decoder", True), ("add_cross_attention", True),
+                                        ("chunk_size_feed_forward", 64)])
+def test_hf_features_the_model_does_not_implement_are_refused_by_name(tmp_path, key, value):
+    with pytest.raises(ValueError, match=rf"sets {key}={value!r}; keras_bert_min implements only"):
+        BertConfig.from_json_file(write_json(tmp_path, {**HF_MINILM_JSON, key: value}))
+    defaults = {"position_embedding_type": "absolute", "is_decoder": False,
+                "add_cross_attention": False, "chunk_size_feed_forward": 0}
+    assert BertConfig.from_json_file(write_json(tmp_path, {**HF_MINILM_JSON, key:
+                                                           defaults[key]})).hidden_size == 384
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_tanh", "relu"])

@@ -647,3 +647,14 @@ def test_recipe_end_to_end(encoder, vocab_file, tmp_path):
     assert expected["input_word_ids"].shape == (1, 5)
     metadata = json.loads((version_dir / "assets.extra" / "keras_bert_min.json").read_text())
     assert (metadata["seq_length"], metadata["text_padding"]) == (12, "longest")
+
+
+@pytest.mark.parametrize("vocab_words", [VOCAB[:-2], VOCAB + ["extra", "words"]])
+def test_a_vocab_of_another_size_than_the_model_is_refused(encoder, tmp_path, vocab_words):
+    """A smaller vocab used to export and serve, with the wrong word for many ids."""
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(vocab_words) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"vocab has {len(vocab_words)} tokens but the model's "
+                                         rf"vocab_size is {len(VOCAB)}; use the vocab.txt"):
+        export_saved_model(encoder, tmp_path / "bert", BertPreprocessor(str(vocab), 8))
+    assert not (tmp_path / "bert").exists() or os.listdir(tmp_path / "bert") == []

@@ -21,6 +21,9 @@ def test_learning_rate_warms_up_then_decays_linearly():
     assert WarmupLinearDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
     with pytest.raises(ValueError, match="warmup_steps must be in"):
         WarmupLinearDecay(1e-3, warmup_steps=200, total_steps=100)
+    # A negative peak would climb the loss and still finish (a bad-input sweep's finding).
+    with pytest.raises(ValueError, match="peak_learning_rate must be a number above 0, got -0.1"):
+        WarmupLinearDecay(-0.1, warmup_steps=10, total_steps=100)
 
 
 def test_weight_decay_skips_layer_norm_and_bias():

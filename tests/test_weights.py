@@ -10,6 +10,7 @@ copying weights between our models) against independent references.
 """
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -184,6 +185,31 @@ def test_google_transposed_shape(tmp_path, checkpoint_params, checkpoint_pretrai
     params = {**checkpoint_params, name: checkpoint_params[name].T.copy()}
     message = google_failure(tmp_path, params, checkpoint_pretrainer)
     assert f"{name}: expected shape (16, 24), found (24, 16)" in message
+
+
+def test_a_truncated_data_file_is_named(tmp_path, checkpoint_params, checkpoint_pretrainer):
+    """A .data file cut short made TF's reader raise a bare IndexError ("Read less bytes than
+    requested"); the error names the file, says it is truncated, and assigns nothing."""
+    prefix = tmp_path / "cut.ckpt"
+    write_tf1_checkpoint(prefix, checkpoint_params, training_state=False)
+    (data,) = tmp_path.glob("cut.ckpt.data-*")
+    data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+    before = snapshot(checkpoint_pretrainer)
+    with pytest.raises(ValueError, match=rf"nothing was assigned\. {re.escape(str(data))} is "
+                                         r"probably truncated: copy or download"):
+        load_google_checkpoint(checkpoint_pretrainer, prefix)
+    assert_unchanged(checkpoint_pretrainer, before)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_google_weights_with_nan_or_inf_are_refused(tmp_path, checkpoint_params,
+                                                    checkpoint_pretrainer, bad):
+    name = "bert/encoder/layer_1/attention/self/query/kernel"
+    array = checkpoint_params[name].copy()
+    array[0, :3] = bad
+    message = google_failure(tmp_path, {**checkpoint_params, name: array}, checkpoint_pretrainer)
+    assert message.startswith(f"{name} in ") and "holds 3 NaN or infinite values" in message
+    assert "nothing was assigned" in message
 
 
 def test_google_task_heads_into_encoder_are_skipped_but_other_extras_are_not(tmp_path,

@@ -233,8 +233,9 @@ def _read_utf8(path):
             f"Corpus file {path!r} is not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start} "
             f"cannot be decoded. Convert it first, e.g. `iconv -f latin1 -t utf-8 {path} > "
             f"{path}.utf8` if it is ISO-8859-1.") from None
-    # Google's reader splits on "\n" only; CR and CRLF files are normalised to match.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    # Google's reader (GFile.readline) splits on "\n" only and strips each line, so "\r\n" is a
+    # line end and a lone "\r" stays inside its line, where the tokenizer reads it as a space.
+    return text.replace("\r\n", "\n")
 
 
 def read_file_documents(path, format="auto",

@@ -55,13 +55,18 @@ def read_columns(path, columns, file_format=None):
         rows = _json_rows(f, path) if file_format == "jsonl" else _delimited_rows(f, path,
                                                                                 file_format)
         values = {column: [] for column in columns}
-        for line, row in rows:
-            missing = [column for column in columns if column not in row]
-            if missing:
-                raise ValueError(f"{path!r} has no column {missing[0]!r} (line {line}); its "
-                                 f"columns are {sorted(row)}. Pass the right column name.")
-            for column in columns:
-                values[column].append(_as_text(row[column], path, line, column))
+        try:
+            for line, row in rows:
+                missing = [column for column in columns if column not in row]
+                if missing:
+                    raise ValueError(f"{path!r} has no column {missing[0]!r} (line {line}); its "
+                                     f"columns are {sorted(row)}. Pass the right column name.")
+                for column in columns:
+                    values[column].append(_as_text(row[column], path, line, column))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path!r} is not UTF-8 text (it holds the byte "
+                             f"{e.object[e.start]:#04x}); save it as UTF-8, e.g. with `iconv -f "
+                             "latin1 -t utf-8`.") from None
     if not values[columns[0]]:
         raise ValueError(f"{path!r} holds no examples; give a file with a header and rows.")
     return values
@@ -176,7 +181,7 @@ def read_splits(paths, text_column, label_column, text_pair_column=None, file_fo
 
     Returns:
         `(splits, labels)`: splits maps "train", "dev" and (with a file) "test" to dicts of
-        "texts", "labels" (names), "text_pairs" (None without a pair column) and "label_ids";
+        "texts", "labels" (names, without surrounding whitespace), "text_pairs" (None without a pair column) and "label_ids";
         labels is the `LabelMap` of the training labels, at least two.
 
     Example:
@@ -188,7 +193,12 @@ def read_splits(paths, text_column, label_column, text_pair_column=None, file_fo
 
     def read(path):
         values = read_columns(path, columns, file_format)
-        return {"texts": values[text_column], "labels": values[label_column],
+        # "pos " and "pos" are one class: surrounding whitespace is not part of a label name.
+        labels = [label.strip() for label in values[label_column]]
+        if "" in labels:
+            raise ValueError(f"{path!r} has an empty {label_column!r} in data row "
+                             f"{labels.index('') + 1}; every example needs a label.")
+        return {"texts": values[text_column], "labels": labels,
                 "text_pairs": values[text_pair_column] if text_pair_column else None}
 
     splits = {name: read(paths[name]) for name in SPLITS if paths.get(name)}

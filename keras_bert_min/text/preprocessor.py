@@ -260,7 +260,8 @@ class BertPreprocessor(tf.Module):
         """`[CLS] A [SEP] (B [SEP])`, truncated to `seq_length` and zero-padded.
 
         A single segment keeps its first `seq_length - 2` ids; a pair is trimmed as
-        `run_classifier._truncate_seq_pair` does (see `pair_truncation_lengths`).
+        `run_classifier._truncate_seq_pair` does (see `pair_truncation_lengths`), and a pair
+        whose B is empty is packed as A alone, as `convert_single_example` does.
 
         Args:
             segments: a list of one or two int32 RaggedTensors [B, (ids)], e.g. from `tokenize`.
@@ -287,19 +288,26 @@ class BertPreprocessor(tf.Module):
         if None not in batch_sizes and len(set(batch_sizes)) > 1:
             raise ValueError(f"The segments of a pair have different batch sizes {batch_sizes}; "
                              "pass one text B for each text A.")
-        if len(segments) == 1:
-            segments = [segments[0][:, :self._seq_length - 2]]
-        else:
-            lengths = [segment.row_lengths() for segment in segments]
-            kept = pair_truncation_lengths(*lengths, self._seq_length - 3)
-            segments = [_keep_first(segment, count) for segment, count in zip(segments, kept)]
-
         batch_size = segments[0].nrows(out_type=tf.int32)
         cls = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], self.cls_id))
         sep = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], self.sep_id))
+        seps = [sep]  # the [SEP] after each segment
+        if len(segments) == 1:
+            segments = [segments[0][:, :self._seq_length - 2]]
+        else:
+            len_a, len_b = (segment.row_lengths() for segment in segments)
+            kept_a, kept_b = pair_truncation_lengths(len_a, len_b, self._seq_length - 3)
+            # Google packs a pair whose B tokenizes to nothing ("", " ", "\u200b") as a single
+            # text (`if tokens_b:` in convert_single_example): [CLS] A [SEP], A up to
+            # seq_length - 2, no second [SEP].
+            has_b = len_b > 0
+            kept_a = tf.where(has_b, kept_a, tf.minimum(len_a, self._seq_length - 2))
+            segments = [_keep_first(segments[0], kept_a), _keep_first(segments[1], kept_b)]
+            seps.append(tf.ragged.boolean_mask(sep, tf.expand_dims(has_b, 1)))
+
         parts = [(cls, 0)]  # (ids, type id) in output order
-        for type_id, segment in enumerate(segments):
-            parts += [(segment, type_id), (sep, type_id)]
+        for type_id, (segment, segment_sep) in enumerate(zip(segments, seps)):
+            parts += [(segment, type_id), (segment_sep, type_id)]
         word_ids = tf.concat([ids for ids, _ in parts], axis=1)
         type_ids = tf.concat([tf.ones_like(ids) * type_id for ids, type_id in parts], axis=1)
 

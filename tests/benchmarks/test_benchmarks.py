@@ -308,6 +308,18 @@ def test_markdown_table():
         "| a | b |\n|---|---|\n| 1 | x |\n| 2.5 | None |")
 
 
+def test_quick_runs_never_write_into_the_published_results():
+    parser = common.benchmark_parser("Speed.", "Few steps.", "Results.")
+    results = os.path.join(ROOT, "benchmarks", "results")
+    assert parser.parse_args([]).output_dir == results
+    quick = parser.parse_args(["--quick"]).output_dir
+    assert quick == os.path.join(ROOT, "runs", "benchmarks-quick")
+    assert parser.parse_args(["--quick", "--output_dir", "x"]).output_dir == "x"
+    # runs/ is ignored by git, so a quick run leaves the clone clean.
+    with open(os.path.join(ROOT, ".gitignore"), encoding="utf-8") as f:
+        assert "/runs/" in f.read().splitlines()
+
+
 def test_ratio_of_nothing_is_none():
     assert common.ratio(3, 2) == 1.5 and common.ratio(3, 0) is None
 

@@ -230,6 +230,9 @@ def test_two_workers_train_together(small_corpus, tmp_path):
     (["--gradient_accumulation_steps", "3"], "--batch_size 8 must split into "
                                              "--gradient_accumulation_steps 3 equal"),
     (["--dropout", "1"], r"--dropout must be in \[0, 1\), got 1.0"),
+    (["--learning_rate", "-1e-3"], "--learning_rate must be a number above 0, got -0.001"),
+    (["--max_predictions_per_seq", "40"], r"--max_predictions_per_seq must be an integer in "
+                                          r"\[1, 30\] \(tokens of --seq_length other than"),
 ])
 def test_every_bad_argument_fails_before_the_data_is_read(small_corpus, tmp_path, capsys,
                                                           monkeypatch, extra, message):

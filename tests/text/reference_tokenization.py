@@ -146,7 +146,7 @@ def pack(ids_a, ids_b, seq_length, cls_id, sep_id, pad_id=0):
 
     Returns the lists `(input_ids, input_mask, segment_ids)`, each `seq_length` long.
     """
-    if ids_b is None:
+    if not ids_b:  # Google's `if tokens_b:`: a B that tokenizes to nothing packs as no B
         ids_a = list(ids_a)[:seq_length - 2]
         input_ids = [cls_id] + ids_a + [sep_id]
         segment_ids = [0] * len(input_ids)

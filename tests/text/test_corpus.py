@@ -57,6 +57,27 @@ def test_bert_format_strips_lines_and_treats_whitespace_lines_as_breaks(tmp_path
     ]
 
 
+def google_reader_lines(data):
+    """create_pretraining_data.py's loop: `reader.readline()` (GFile: lines end at "\n" only),
+    `line.strip()`, an empty line ends a document."""
+    documents = [[]]
+    for line in data.decode("utf-8").split("\n"):
+        line = line.strip()
+        if not line:
+            documents.append([])
+        else:
+            documents[-1].append(line)
+    return [d for d in documents if d]
+
+
+def test_a_lone_carriage_return_stays_inside_its_line_as_googles_reader_keeps_it(tmp_path):
+    data = b"One line\rwith a lone CR.\r\nSecond line.\n\nNext\r\rdocument.\r\n"
+    path = tmp_path / "cr.txt"
+    path.write_bytes(data)
+    assert read_documents(str(path), format="bert") == google_reader_lines(data) == [
+        ["One line\rwith a lone CR.", "Second line."], ["Next\r\rdocument."]]
+
+
 def test_each_file_starts_a_new_document(tmp_path):
     write(tmp_path / "a.txt", "One.\nTwo.")  # no trailing blank line
     write(tmp_path / "b.txt", "Three.\nFour.\n")

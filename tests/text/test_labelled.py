@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from keras_bert_min.text.labelled import LabelMap, classifier_dataset, read_columns
+from keras_bert_min.text.labelled import LabelMap, classifier_dataset, read_columns, read_splits
 from tests.fixtures import TASK_VOCAB
 
 
@@ -70,6 +70,23 @@ def test_read_columns_errors(tmp_path):
         read_columns(data, ["text"], file_format="xml")
     with pytest.raises(FileNotFoundError, match="No data file"):
         read_columns(tmp_path / "missing.csv", ["text"])
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("text,label\ngood,pos\ncaf\u00e9 au lait,neg\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"'.*latin1.csv' is not UTF-8 text \(it holds the "
+                                         r"byte 0xe9\); save it as UTF-8"):
+        read_columns(latin1, ["text", "label"])
+
+
+def test_labels_are_names_without_surrounding_whitespace(tmp_path):
+    data = tmp_path / "train.csv"
+    data.write_text('text,label\ngood,pos\nfine," pos"\nbad,neg \nawful,neg\n', encoding="utf-8")
+    splits, labels = read_splits({"train": str(data), "dev": str(data)}, "text", "label")
+    assert labels.names == ["neg", "pos"]  # not [" pos", "neg", "neg ", "pos"]
+    assert list(splits["train"]["label_ids"]) == [1, 1, 0, 0]
+    data.write_text("text,label\ngood,pos\nbad, \n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"has an empty 'label' in data row 2; every example "
+                                         r"needs a label"):
+        read_splits({"train": str(data), "dev": str(data)}, "text", "label")
 
 
 # --- label names ---------------------------------------------------------------------------
