@@ -113,9 +113,10 @@ def atomic_file(path, mode="w", encoding="utf-8", newline=None):
                   newline=None if binary else newline) as f:
             yield f
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.lexists(partial):
             os.remove(partial)
+        _raise_write_error(error, path)
         raise
 
 
@@ -159,9 +160,34 @@ def atomic_directory(path, overwrite=False):
         else:
             # Replaces an empty directory; refuses one that another process filled meanwhile.
             os.rename(partial, path)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(partial, ignore_errors=True)
+        _raise_write_error(error, path)
         raise
+
+
+_DISK_FULL = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def _raise_write_error(error, path):
+    """An OSError that says what was being written, where, and that nothing was left behind,
+    for a failed write: an OSError, or a TF / h5py error whose message is a full disk's (TF
+    names only its temporary file, `...variables_temp/part-00000-of-00001...`)."""
+    full = any(text in str(error) for text in _DISK_FULL)
+    if not isinstance(error, OSError) and not full:
+        return
+    if isinstance(error, FileNotFoundError) and not full:
+        return  # a missing input, not a failed write: its own message says which
+    if isinstance(error, OSError) and getattr(error, "_kbm_write_error", False):
+        return  # already says it (an inner atomic write)
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    wrapped = OSError(28 if full else getattr(error, "errno", None) or 5,
+                      f"Writing {path} failed ({reason.splitlines()[0][:300]}); nothing was left "
+                      "half-written (what was there before is unchanged). "
+                      + ("Free disk space and try again." if full else "Fix the cause and try "
+                                                                     "again."))
+    wrapped._kbm_write_error = True
+    raise wrapped from error
 
 
 def refuse_non_empty(path, overwrite=False):

@@ -201,9 +201,11 @@ class BackupAndRestore(keras.callbacks.Callback):
                 _fsync(os.path.join(staging, INDEX_FILE))
                 stop_point("backup:complete_not_renamed")
         except OSError as e:
+            cause = e.__cause__ if isinstance(e.__cause__, Exception) else e  # atomic_directory's
+            reason = getattr(cause, "strerror", None) or str(cause).splitlines()[0]
             message = (f"Writing the backup of epoch {epoch} in {self.backup_dir} failed "
-                       f"({e.strerror or e}). {self._still_usable()} Free disk space and re-run "
-                       "the same command to resume.")
+                       f"({reason}). {self._still_usable()} Free disk space and re-run the "
+                       "same command to resume.")
             raise OSError(*((e.errno, message) if e.errno else (message,))) from e
         _fsync(self.backup_dir)
         for _, path in _backups(self.backup_dir)[KEEP:]:

@@ -12,8 +12,9 @@
 A recipe checks its flags with the package's own checks (`_checks.check_int`,
 `_checks.check_fraction`), passing the flag as the name ("--steps must be an integer of at least
 1, got 0."), so its errors read as the package's do. Every ValueError or FileNotFoundError, from
-the checks or from the work, leaves the program the same way: one `error:` line, exit code 2
-(argparse's own code for a usage error).
+the checks or from the work, and every OSError (a full disk, a missing file), leaves the
+program the same way: one `error:` line, exit code 2 (argparse's own code for a usage error);
+any other exception is a bug and keeps its traceback.
 """
 
 import argparse
@@ -23,7 +24,8 @@ import sys
 from keras_bert_min.distribute import PRECISIONS, STRATEGIES
 
 EXIT_ERROR = 2
-ERRORS = (ValueError, FileNotFoundError)
+# Bad input, and writes that failed (a full disk: the package's OSErrors say what and where).
+ERRORS = (ValueError, OSError)
 LOWER_CASE_CHOICES = ("auto", "yes", "no")
 
 
@@ -65,7 +67,7 @@ def parse_args(parser, argv=None, check=None):
 
 
 def run(main, argv=None):
-    """Calls `main(argv)`; returns exit code 0, or `fail`s on a ValueError or FileNotFoundError.
+    """Calls `main(argv)`; returns exit code 0, or `fail`s on a ValueError or an OSError.
 
     Example:
     >>> if __name__ == "__main__":

@@ -107,6 +107,7 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
         raise ValueError(f"text_padding must be one of {PADDING_MODES}, got {text_padding!r}.")
     label_names = _checked_label_names(model, label_names)
     export_base = _writable_export_base(export_base)
+    _remove_empty_versions(export_base)
     version = _checked_version(export_base, version)
     final_dir = os.path.join(export_base, str(version))
 
@@ -205,6 +206,16 @@ def _writable_export_base(export_base):
     return path
 
 
+def _remove_empty_versions(export_base):
+    """Removes empty version directories (made by hand, or by an old tool killed mid-export):
+    they hold no model, TF Serving fails on one that is the highest, and versions after them
+    would skip their numbers. Exports here are renamed into place whole, never empty."""
+    for name in os.listdir(export_base):
+        path = os.path.join(export_base, name)
+        if _VERSION_DIR.fullmatch(name) and os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+
+
 def existing_versions(export_base):
     """The versions TF Serving would see in `export_base`, ascending.
 
@@ -254,11 +265,25 @@ def _signature_functions(model, preprocessor, input_specs, label_names, text_pad
         inputs = preprocessor(segments, padding=text_padding)
         return {**model_outputs(inputs), "input_word_ids": inputs["input_word_ids"]}
 
+    # In-graph checks: TF Serving's session feeds the placeholders without the shape checks of
+    # a Python signature call, and the graph would flatten a [B, N] batch or fail deep inside
+    # the packing on a pair of unequal lengths.
+    def one_text_per_example(text, name):
+        with tf.control_dependencies([tf.debugging.assert_rank(
+                text, 1, message=f"{name} must be a list of strings (one per example)")]):
+            return tf.identity(text)
+
     def serve_text(text):
-        return text_outputs(text)
+        return text_outputs(one_text_per_example(text, "text"))
 
     def serve_text_pair(text_a, text_b):
-        return text_outputs([text_a, text_b])
+        text_a, text_b = one_text_per_example(text_a, "text_a"), one_text_per_example(text_b,
+                                                                                     "text_b")
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.size(text_a), tf.size(text_b),
+                message="text_a and text_b must be lists of the same length (one text_b for "
+                        "each text_a)")]):
+            return text_outputs([tf.identity(text_a), tf.identity(text_b)])
 
     signatures = {SERVING_DEFAULT: _concrete(model_outputs, [input_specs])}
     if preprocessor is not None:

@@ -236,6 +236,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
         return self.output_layer_norm(hidden_states + feed_forward)
 
     def _self_attention(self, hidden_states, input_mask, training):
+        # An input_mask of another shape would broadcast (a batch of 1 over any batch).
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(input_mask), tf.shape(hidden_states)[:2],
+                message="input_mask must have the shape of input_word_ids [B, S]")]):
+            input_mask = tf.identity(input_mask)
         batch_size, seq_length = ops.shape(hidden_states)[0], ops.shape(hidden_states)[1]
         heads_shape = (batch_size, seq_length, self.num_attention_heads, self.head_size)
         query = ops.reshape(self.query(hidden_states), heads_shape)  # [B, S, N, D]
@@ -325,6 +330,14 @@ class MaskedLMHead(keras.layers.Layer):
 
     def call(self, sequence_output, masked_lm_positions):
         masked_lm_positions = ops.cast(masked_lm_positions, "int32")
+        # A negative position would wrap around to the end of the sequence, silently.
+        with tf.control_dependencies([
+                tf.debugging.assert_non_negative(
+                    masked_lm_positions, message="masked_lm_positions has a negative position"),
+                tf.debugging.assert_less(
+                    masked_lm_positions, tf.shape(sequence_output)[1],
+                    message="masked_lm_positions has a position past the sequence")]):
+            masked_lm_positions = tf.identity(masked_lm_positions)
         # Gather first: the vocabulary projection is the costliest matmul of pretraining, and
         # only the P masked positions of each sequence need it.
         hidden = ops.take_along_axis(sequence_output, masked_lm_positions[:, :, None], axis=1)

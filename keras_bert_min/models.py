@@ -7,12 +7,48 @@ embedding still tied to the MLM head.
 """
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from keras_bert_min.config import ENCODER_INPUTS, BertConfig
 from keras_bert_min.layers import (BertEmbedding, MaskedLMHead, NextSentenceHead,
                                    TransformerEncoderBlock, bert_initializer)
 
 _register = keras.saving.register_keras_serializable(package="keras_bert_min")
+_INT32 = np.iinfo(np.int32)
+
+
+def check_integer_inputs(inputs, model_name):
+    """A ValueError for ids that Keras would convert silently: floats (floored), booleans or
+    strings, and int64 values beyond int32 (wrapped). Our models take int32 ids; the value
+    ranges (ids < vocab_size, positions < S) are checked inside the graph, by the layers.
+
+    Only concrete values (NumPy arrays, lists, eager tensors) are checked: symbolic ones are
+    Keras' own while it traces (it builds some with float placeholders)."""
+    values = inputs.items() if isinstance(inputs, dict) else [("inputs", inputs)]
+    for name, value in values:
+        eager = isinstance(value, tf.Tensor) and hasattr(value, "numpy")
+        if not (eager or isinstance(value, (np.ndarray, list, tuple))):
+            continue
+        dtype = keras.backend.standardize_dtype(value.dtype if eager else
+                                                np.asarray(value).dtype)
+        if not dtype.startswith(("int", "uint")):
+            raise ValueError(f"{model_name} takes integer ids, but {name} holds {dtype} values "
+                             "(which Keras would floor or refuse silently); pass int32 ids.")
+        if dtype in ("int32", "int16", "int8", "uint8", "uint16"):
+            continue  # fits in int32: no copy of the values needed
+        array = value.numpy() if eager else np.asarray(value)
+        if array.size and (array.max() > _INT32.max or array.min() < _INT32.min):
+            raise ValueError(f"{name} holds values beyond int32 (e.g. {array.max()}), which "
+                             f"{model_name} would wrap around; ids must be int32.")
+
+
+class IntegerIds:
+    """Checks the ids (`check_integer_inputs`) before Keras converts them to int32."""
+
+    def __call__(self, inputs, *args, **kwargs):
+        check_integer_inputs(inputs, self.name)
+        return super().__call__(inputs, *args, **kwargs)
 
 
 def encoder_inputs():
@@ -21,7 +57,7 @@ def encoder_inputs():
 
 
 @_register
-class BertEncoder(keras.Model):
+class BertEncoder(IntegerIds, keras.Model):
     """The BERT encoder: embeddings, `num_hidden_layers` blocks and the [CLS] pooler.
 
     Inputs: `input_word_ids`, `input_mask`, `input_type_ids`, int32 [B, S].
@@ -101,7 +137,7 @@ class BertEncoder(keras.Model):
 
 
 @_register
-class BertPretrainer(keras.Model):
+class BertPretrainer(IntegerIds, keras.Model):
     """An encoder with the masked-LM and next-sentence heads, for pretraining.
 
     Inputs: the encoder's three, plus `masked_lm_positions` int32 [B, P].

@@ -24,7 +24,7 @@ from keras import ops
 from keras_bert_min import optimization
 from keras_bert_min._checks import check_int
 from keras_bert_min.layers import PaddingMask, bert_initializer
-from keras_bert_min.models import BertEncoder, bert_encoder, encoder_inputs
+from keras_bert_min.models import BertEncoder, IntegerIds, bert_encoder, encoder_inputs
 
 _register = keras.saving.register_keras_serializable(package="keras_bert_min")
 
@@ -123,7 +123,7 @@ def _float32_dense(units, config, name):
                               dtype="float32", name=name)
 
 
-class _FineTuningModel(keras.Model):
+class _FineTuningModel(IntegerIds, keras.Model):
     """What the fine-tuning models share: an encoder shared with the caller (not copied), and
     `compile` defaults that fit their head, so `compile()` then `fit(inputs, labels)` works."""
 

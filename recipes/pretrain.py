@@ -270,8 +270,10 @@ def save_outputs(args, pretrainer, preprocessor, heldout_documents, results, ste
     backup.remove_backups(out)  # kept until now, so a kill above resumes here, not at step 0
     print(f"\nFinished {steps} steps in {summary['seconds']:.0f} s.",
           *reporting.heldout_lines(results), sep="\n")
-    print(f"Outputs in {os.path.abspath(out)}: model.keras, google/, vocab.txt, checkpoints/, "
-          f"logs/, history.csv, loss_curve.png, heldout_metrics.json, export/, {DONE_FILE}")
+    written = ["model.keras", "google/", "vocab.txt", "checkpoints/", "logs/", "history.csv",
+               "loss_curve.png", "heldout_metrics.json", "export/", DONE_FILE]
+    print(f"Outputs in {os.path.abspath(out)}: " + ", ".join(  # only what this run wrote
+        name for name in written if os.path.exists(os.path.join(out, name))))
 
 
 if __name__ == "__main__":

@@ -302,3 +302,38 @@ def test_check_positive_refuses_what_is_not_a_finite_number_above_zero(value):
                                          rf"{re.escape(repr(value))}\.$"):
         check_positive("learning_rate", value)
     assert check_positive("learning_rate", 3) == 3
+
+
+def test_a_failed_write_says_what_where_and_that_nothing_was_left(tmp_path):
+    """A real failed write (the file-size limit fails a write as a full disk does), a TF error
+    whose message is a full disk's (TF names only its temporary file), and a missing input,
+    which is not a write error and keeps its own message."""
+    import resource
+
+    target = tmp_path / "model.bin"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))
+    try:
+        with pytest.raises(OSError, match=rf"Writing {re.escape(str(target))} failed \(File too "
+                                          r"large\); nothing was left half-written"):
+            with atomic_file(target, "wb") as f:
+                f.write(b"x" * 5000)
+                f.flush()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert os.listdir(tmp_path) == []
+
+    class FakeTFError(Exception):
+        pass
+
+    with pytest.raises(OSError, match=r"\[Errno 28\] Writing .*export failed \(.*part-00000-of-"
+                                      r"00001.*\); nothing was left half-written .* Free disk"):
+        with atomic_directory(tmp_path / "export"):
+            raise FakeTFError("variables_temp/part-00000-of-00001.data-00000-of-00001.tempstate; "
+                              "No space left on device")
+    with pytest.raises(FileNotFoundError, match="^no such input$"):
+        with atomic_directory(tmp_path / "export"):
+            raise FileNotFoundError("no such input")
+    assert os.listdir(tmp_path) == []

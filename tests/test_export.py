@@ -340,6 +340,34 @@ def test_an_empty_request_gets_empty_answers(exports, name):
         assert outputs and all(value.shape[0] == 0 for value in outputs.values()), outputs
 
 
+def test_malformed_text_requests_are_refused_by_the_graph_as_tf_serving_runs_it(exports):
+    """TF Serving feeds the signature's placeholders in a session: a pair of unequal lengths
+    used to fail deep inside the packing ("Incompatible shapes ... Minimum"); the graph now
+    names the two inputs."""
+    export_dir = os.path.join(exports["root"], "encoder", "1")
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
+
+        def run(name, **feeds):
+            signature = meta.signature_def[name]
+            fetch = signature.outputs["pooled_output"].name
+            return session.run(fetch, {signature.inputs[key].name: value
+                                       for key, value in feeds.items()})
+
+        assert run("serve_text", text=np.array([b"hello world"])).shape == (1, 16)
+        # A [B, N] batch: refused by the signature's shape [None] where a client checks it,
+        # and by the graph's own rank check where a server feeds it unchecked.
+        with pytest.raises((ValueError, tf.errors.InvalidArgumentError),
+                           match=r"shape \(1, 2\) .*shape \(None,\)|text must be a list of "
+                                 r"strings \(one per example\)"):
+            run("serve_text", text=np.array([[b"hello", b"world"]]))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="text_a and text_b must be "
+                                                                 "lists of the same length"):
+            run("serve_text_pair", text_a=np.array([b"a", b"b"]),
+                text_b=np.array([b"a", b"b", b"c"]))
+
+
 def test_readme_id_and_text_requests_agree(exports):
     served = exports["served"]
     by_text = served["readme_text_named_rows"][1]
@@ -511,6 +539,14 @@ def test_versions_count_up_and_are_never_overwritten(encoder, tmp_path):
         with pytest.raises(ValueError, match="version must be an integer of at least 0"):
             export_saved_model(encoder, base, version=bad)
     assert sorted(os.listdir(base)) == ["1", "7", "8"]
+    # An empty version directory (TF Serving would fail on it as the highest) is removed, and
+    # its number taken again; a non-empty one that is not ours is left alone.
+    (base / "9").mkdir()
+    (base / "12").mkdir()
+    (base / "10").mkdir()
+    (base / "10" / "notes.txt").write_text("someone else's")
+    assert export_saved_model(encoder, base) == str(base / "11")
+    assert sorted(os.listdir(base), key=int) == ["1", "7", "8", "10", "11"]
 
 
 def test_an_interrupted_export_leaves_nothing_tf_serving_would_load(encoder, vocab_file,

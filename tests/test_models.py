@@ -116,6 +116,35 @@ def test_padding_is_masked():
     np.testing.assert_allclose(after["pooled_output"], before["pooled_output"], atol=1e-6)
 
 
+def test_ids_keras_would_convert_silently_are_refused():
+    """Float ids used to be floored, int64 ids past int32 wrapped, negative masked positions
+    read from the end of the sequence, and an input_mask of batch 1 broadcast over the batch."""
+    pretrainer = bert_pretrainer(TINY)
+    x = inputs()
+    pretrainer(x)  # well-formed ids pass
+    for model, bad in ((pretrainer.encoder, {"input_word_ids": x["input_word_ids"] + 0.5}),
+                       (pretrainer, {"masked_lm_positions": x["masked_lm_positions"] * 1.0}),
+                       (pretrainer.encoder, {"input_type_ids": x["input_type_ids"] > 0})):
+        name = next(iter(bad))
+        with pytest.raises(ValueError, match=rf"takes integer ids, but {name} holds "
+                                             r"(float64|bool) values"):
+            model(encoder_only({**x, **bad}) if model is pretrainer.encoder else {**x, **bad})
+    wrapped = x["input_word_ids"].astype("int64") + 2**32  # int32 would wrap these to the ids
+    with pytest.raises(ValueError, match="input_word_ids holds values beyond int32"):
+        pretrainer.encoder(encoder_only({**x, "input_word_ids": wrapped}))
+    negative = x["masked_lm_positions"].copy()
+    negative[0, 0] = -1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="masked_lm_positions has a "
+                                                             "negative position"):
+        pretrainer({**x, "masked_lm_positions": negative})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="masked_lm_positions has a "
+                                                             "position past the sequence"):
+        pretrainer({**x, "masked_lm_positions": x["masked_lm_positions"] + 9})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="input_mask must have the shape "
+                                                             "of input_word_ids"):
+        pretrainer.encoder(encoder_only({**x, "input_mask": x["input_mask"][:1]}))
+
+
 def test_variable_sequence_length():
     encoder = bert_encoder(TINY)
     for seq in (3, 11, TINY.max_position_embeddings):

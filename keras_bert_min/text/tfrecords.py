@@ -66,7 +66,9 @@ def write_instances(instances, output_prefix, seq_length, max_predictions_per_se
 
     Args:
         instances: `TrainingInstance`s from `create_training_instances` (static masking).
-        output_prefix: path prefix of the shards (local or any `tf.io.gfile` file system).
+        output_prefix: path prefix of the shards (local or any `tf.io.gfile` file system), or
+            a list of the exact file names to write (Google's `--output_file a,b`;
+            `num_shards` is then their number).
         seq_length, max_predictions_per_seq: S and P, the padded lengths.
         num_shards: number of files.
         pad_id: the id that pads `input_ids` (0, `[PAD]`, in BERT vocabularies).
@@ -79,10 +81,16 @@ def write_instances(instances, output_prefix, seq_length, max_predictions_per_se
     ['/tmp/wiki-00000-of-00004.tfrecord', ...]
     """
     check_lengths(seq_length, max_predictions_per_seq, name="seq_length")
-    paths = shard_paths(output_prefix, num_shards)
-    directory = os.path.dirname(output_prefix)
-    if directory:
-        tf.io.gfile.makedirs(directory)
+    if isinstance(output_prefix, (list, tuple)):
+        paths = [os.fspath(path) for path in output_prefix]
+        if not paths or len(set(paths)) != len(paths):
+            raise ValueError(f"output files must be distinct and at least one, got {paths}.")
+        num_shards = len(paths)
+    else:
+        paths = shard_paths(output_prefix, num_shards)
+    for directory in {os.path.dirname(path) for path in paths}:
+        if directory:
+            tf.io.gfile.makedirs(directory)
     temporary = [path + INCOMPLETE_SUFFIX for path in paths]
     try:
         writers = [tf.io.TFRecordWriter(path) for path in temporary]
@@ -107,13 +115,15 @@ def write_instances(instances, output_prefix, seq_length, max_predictions_per_se
 def write_pretraining_data(corpus_paths, vocab_file, output_prefix, max_seq_length=128,
                            max_predictions_per_seq=20, masked_lm_prob=0.15, short_seq_prob=0.1,
                            dupe_factor=10, do_whole_word_mask=False, lower_case=True,
-                           num_shards=1, seed=12345):
+                           num_shards=1, seed=12345, corpus_format="auto"):
     """Text files -> statically masked TFRecords, as Google's `create_pretraining_data.py`.
 
     Args:
         corpus_paths: text files, globs or directories (`corpus.read_documents`).
         vocab_file: the WordPiece `vocab.txt`.
-        output_prefix: path prefix of the output shards.
+        output_prefix: path prefix of the output shards, or a list of files (`write_instances`).
+        corpus_format: "auto", "bert" (Google's: a sentence per line, blank lines between
+            documents) or "prose", as `corpus.read_documents`' `format`.
         lower_case: lower-case the text (uncased models).
         num_shards: number of output files.
         other args: as `pretraining.create_training_instances`.
@@ -126,7 +136,8 @@ def write_pretraining_data(corpus_paths, vocab_file, output_prefix, max_seq_leng
     """
     preprocessor = BertPreprocessor(vocab_file, max_seq_length, lower_case=lower_case)
     vocab = SpecialTokenIds.from_preprocessor(preprocessor)
-    documents = tokenize_documents(read_documents(corpus_paths), preprocessor)
+    documents = tokenize_documents(read_documents(corpus_paths, format=corpus_format),
+                                   preprocessor)
     instances = create_training_instances(
         documents, vocab, max_seq_length, max_predictions_per_seq, masked_lm_prob,
         short_seq_prob, dupe_factor, do_whole_word_mask, static_masking=True, seed=seed)

@@ -123,6 +123,8 @@ def test_static_masks_resume_exactly_after_a_kill_inside_a_backup(small_corpus, 
         "epoch-1", "epoch-2", "epoch-3.partial"]
     result = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, *extra))
     assert "Resuming from the backup at step 20." in result.stdout
+    listed = result.stdout.split("Outputs in ")[1].split(": ", 1)[1].split("\n")[0].split(", ")
+    assert "export/" not in listed and "run_summary.json" in listed  # --no_export: not listed
     for resumed, uninterrupted in zip(final_weights(out), final_weights(reference)):
         np.testing.assert_array_equal(resumed, uninterrupted)
     assert history_steps(out) == history_steps(reference) == [10.0 * i for i in range(1, 9)]
@@ -230,7 +232,7 @@ def test_two_workers_train_together(small_corpus, tmp_path):
     (["--gradient_accumulation_steps", "3"], "--batch_size 8 must split into "
                                              "--gradient_accumulation_steps 3 equal"),
     (["--dropout", "1"], r"--dropout must be in \[0, 1\), got 1.0"),
-    (["--learning_rate", "-1e-3"], "--learning_rate must be a number above 0, got -0.001"),
+    (["--learning_rate", "-0.001"], "--learning_rate must be a number above 0, got -0.001"),
     (["--max_predictions_per_seq", "40"], r"--max_predictions_per_seq must be an integer in "
                                           r"\[1, 30\] \(tokens of --seq_length other than"),
 ])
