@@ -38,6 +38,9 @@ def get_strategy(name="auto", tpu=None):
             raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
                              "environment variable, which is not set; see the README's "
                              "multi-worker section.")
+        # The wait for the peers is in TF's C++ runtime, silent, and its preemption notifier
+        # takes SIGTERM there: say whom we wait for (SIGKILL stops it; the run resumes).
+        _say_who_we_wait_for(os.environ["TF_CONFIG"])
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         enable_keras_multi_worker_fit()
         return strategy
@@ -58,6 +61,19 @@ def get_strategy(name="auto", tpu=None):
         devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     return _tpu_strategy(tpu)
+
+
+def _say_who_we_wait_for(tf_config):
+    """Prints which tasks this one waits for: their start-up can take minutes, silently."""
+    try:
+        config = json.loads(tf_config)
+        task = f"{config['task']['type']} {config['task']['index']}"
+        tasks = [address for kind in config["cluster"] for address in config["cluster"][kind]]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"TF_CONFIG is not a cluster spec with a task: {tf_config[:200]!r}; "
+                         "see the README's multi-worker section.") from None
+    print(f"{task.capitalize()}: waiting for the {len(tasks)} tasks of TF_CONFIG's cluster "
+          f"({', '.join(tasks)}) to start...", flush=True)
 
 
 def _tpu_strategy(tpu):

@@ -107,6 +107,46 @@ def test_multi_worker_needs_tf_config(monkeypatch):
         distribute.get_strategy("multi_worker")
 
 
+WAIT_FOR_PEERS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from keras_bert_min import distribute
+distribute.get_strategy("multi_worker")
+print("the peers came", flush=True)
+"""
+
+
+def test_a_worker_waiting_for_its_peers_says_whom_it_waits_for(tmp_path):
+    """A worker whose peer never starts waits in TF's C++ runtime, where it used to be silent."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                                  "task": {"type": "worker", "index": 0}})}
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    worker = subprocess.Popen([sys.executable, "-c", WAIT_FOR_PEERS, repo], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = worker.stdout.readline()
+        assert line == (f"Worker 0: waiting for the 2 tasks of TF_CONFIG's cluster "
+                        f"(127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}) to start...\n")
+        time.sleep(2)  # inside the wait now
+        assert worker.poll() is None
+    finally:
+        worker.kill()
+        worker.wait()
+
+
 def test_per_replica_batch_size(two_cpu_strategy):
     assert distribute.per_replica_batch_size(32, two_cpu_strategy) == 16
     with pytest.raises(ValueError, match="global batch size 33 must be a positive multiple of "

@@ -161,6 +161,16 @@ def test_bench_optimizer_quick(tmp_path):
     assert "| optimizer | ms per step |" in markdown
 
 
+def test_corpus_memory_quick(tmp_path):
+    result, markdown = run_quick("corpus_memory.py", tmp_path)
+    assert result["benchmark"] == "corpus_memory" and [round(r["size_mb"], 1)
+                                                       for r in result["rows"]] == [0.2, 0.4]
+    for row in result["rows"]:
+        assert row["peak_mib"] >= row["baseline_mib"] > 0 and row["instances"] > 0
+        assert row["data_mib"] == pytest.approx(row["peak_mib"] - row["baseline_mib"], abs=0.11)
+    assert "| 0.2 MB |" in markdown
+
+
 def test_bench_data_quick(tmp_path, text_file):
     result, markdown = run_quick("bench_data.py", tmp_path, "--text", text_file)
     assert result["benchmark"] == "bench_data" and result["quick"] is True
