@@ -5,8 +5,8 @@ split and the learned vocab) and pairs its sentences (`training.pretraining_inst
 recipe's defaults: 32 tokens, 5 predictions, dupe factor 2). Both hold the corpus in memory, as
 Google's `create_pretraining_data.py` does, so the peak grows with the corpus; this measures by
 how much. Each size runs in a fresh process (its peak `ru_maxrss`, minus the same process's
-resident memory after the imports), on a corpus made of the Gutenberg books repeated to that
-size.
+resident memory after the imports), on a corpus made of the Gutenberg books (each without its
+Project Gutenberg header and footer) repeated to that size.
 
     python benchmarks/corpus_memory.py                  # 5, 10 and 20 MB (a few minutes)
     python benchmarks/corpus_memory.py --sizes_mb 50    # other sizes
@@ -44,7 +44,12 @@ print(json.dumps({"baseline_mib": round(base, 1), "peak_mib": round(peak, 1),
 
 def make_corpus(path, size_mb, books):
     """`path` of about `size_mb` MB: the books' text, repeated."""
-    texts = [open(book, encoding="utf-8").read().encode("utf-8") + b"\n\n" for book in books]
+    from keras_bert_min.text.corpus import strip_gutenberg_boilerplate
+
+    # Each book without its Project Gutenberg header and footer: in one file, the reader would
+    # keep only the text between the first book's markers.
+    texts = [strip_gutenberg_boilerplate(open(book, encoding="utf-8").read()).encode("utf-8")
+             + b"\n\n" for book in books]
     written, target = 0, int(size_mb * 2**20)
     with open(path, "wb") as f:
         while written < target:

@@ -77,7 +77,8 @@ def build_parser():
     train.add_argument("--learning_rate", type=float, default=2e-3, help="Peak learning rate "
                        "(Google: 1e-4 for BERT-base; small models take more).")
     train.add_argument("--warmup_steps", type=int, help="Default: 10%% of --steps.")
-    train.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw")
+    train.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw",
+                       help="adamw (Google's AdamWeightDecay) or lamb (for large batches).")
     train.add_argument("--steps_per_loop", type=int, default=100,
                        help="Steps between backups and logs (one Keras epoch).")
     train.add_argument("--checkpoint_every", type=int, default=5, help="Encoder every N loops.")

@@ -52,6 +52,13 @@ def test_run_turns_value_and_file_errors_into_one_line(capsys):
     assert capsys.readouterr().err == "error: data.txt is missing; give another.\n"
     assert cli.run(lambda argv: {"any": "result"}, []) == 0
 
+    def disk_full(argv):  # a failed write (the package's OSErrors say what and where)
+        raise OSError(28, "Writing runs/x failed (No space left on device)")
+
+    with pytest.raises(SystemExit):
+        cli.run(disk_full, [])
+    assert capsys.readouterr().err.startswith("error: [Errno 28] Writing runs/x failed")
+
     def crash(argv):
         raise RuntimeError("a bug")
 
@@ -81,3 +88,18 @@ def test_lower_case_flag():
     assert [cli.lower_case_flag(v) for v in cli.LOWER_CASE_CHOICES] == [None, True, False]
     with pytest.raises(ValueError, match="--lower_case must be one of"):
         cli.lower_case_flag("maybe")
+
+
+@pytest.mark.parametrize("script", ["pretrain.py", "finetune_classifier.py", "export.py",
+                                    "create_pretraining_data.py"])
+def test_every_flag_of_every_recipe_has_help(script):
+    import importlib.util
+    import os
+
+    from tests.recipes.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(script[:-3], os.path.join(REPO, "recipes",
+                                                                              script))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    assert [a.option_strings for a in recipe.build_parser()._actions if not a.help] == []
