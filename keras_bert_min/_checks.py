@@ -7,6 +7,7 @@
     write_json                  a JSON file, atomically
     directory_lock              one run at a time in a directory (released when a run dies)
     stop_point                  a named point where a test kills the process, as a crash would
+    file_sha256                 the SHA-256 of a file, read in blocks
 
 Every writer of the package goes through `atomic_file` or `atomic_directory`, so a killed write
 never leaves output that looks complete, and its leftovers have one recognisable name: the
@@ -16,6 +17,7 @@ starts.
 """
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -197,6 +199,15 @@ def refuse_non_empty(path, overwrite=False):
     if not overwrite and os.path.isdir(path) and os.listdir(path):
         raise ValueError(f"{path!r} exists and is not empty; pass overwrite=True to replace "
                          "it, or a new directory.")
+
+
+def file_sha256(path):
+    """The hex SHA-256 of the file at `path`, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path, value, **dump_kwargs):

@@ -22,7 +22,6 @@ as a second file, deletes the backup when `fit` returns, and lacks the generator
 during or between its writes, or after the last epoch, loses the run or resumes it wrongly.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -32,7 +31,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_bert_min._checks import atomic_directory, atomic_file, stop_point
+from keras_bert_min._checks import atomic_directory, atomic_file, file_sha256, stop_point
 
 STATE_FILE = "state.npz"  # the model's variables ("model/<i>"), the optimizer's ("optimizer/<i>")
 INDEX_FILE = "backup.json"  # written last: epoch, variables, the state file's size and SHA-256
@@ -48,14 +47,6 @@ def backup_directory(directory, worker=0):
 def remove_backups(directory):
     """Removes the backups of the run in `directory` (call once its last output is written)."""
     shutil.rmtree(os.path.join(directory, "backup"), ignore_errors=True)
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _backups(backup_dir):
@@ -80,7 +71,8 @@ def _damage(path, epoch):
         file = os.path.join(path, name)
         if not os.path.isfile(file):
             return f"{name} is missing"
-        if os.path.getsize(file) != expected["bytes"] or _sha256(file) != expected["sha256"]:
+        if (os.path.getsize(file) != expected["bytes"]
+                or file_sha256(file) != expected["sha256"]):
             return f"{name} does not match its size and SHA-256 in {INDEX_FILE} (a torn write?)"
     if set(index.get("files", {})) != {STATE_FILE}:
         return f"its {INDEX_FILE} lists {sorted(index.get('files', {}))}"
@@ -193,7 +185,7 @@ class BackupAndRestore(keras.callbacks.Callback):
                     os.fsync(f.fileno())
                 index = {"epoch": epoch,
                          "files": {STATE_FILE: {"bytes": os.path.getsize(state),
-                                                "sha256": _sha256(state)}},
+                                                "sha256": file_sha256(state)}},
                          "variables": {group: [[v.path, list(v.shape)] for v in found]
                                        for group, found in variables.items()}}
                 with atomic_file(os.path.join(staging, INDEX_FILE)) as f:

@@ -21,7 +21,6 @@ complete and only then renamed into place, so an interrupted fetch never leaves 
 that looks complete, and a fetch that finds the marker does no network work.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -31,6 +30,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+
+from keras_bert_min._checks import file_sha256
 
 CACHE_ENV_VAR = "KERAS_BERT_MIN_CACHE"
 COMPLETE_MARKER = ".complete"
@@ -222,20 +223,12 @@ def _verified_archive(root, archive_name, sha256, download):
                 raise RuntimeError(f"The download did not produce {archive_name!r}; found "
                                    f"{sorted(os.listdir(tmp))}.")
             os.replace(downloaded, path)
-    found = _sha256(path)
+    found = file_sha256(path)
     if found != sha256:
         raise ValueError(
             f"Checksum mismatch for {path}: expected sha256 {sha256}, found {found}. The file "
             f"is damaged or not the published archive; delete {path} and fetch again.")
     return path
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _run(command, cwd, what):

@@ -18,11 +18,15 @@ asks the code under test what it should produce.
     run_model_test          all of these, for a model (built at construction)
 
 and small utilities the weights tests share: `run_encoder` (outputs as NumPy), `snapshot` /
-`assert_unchanged` (a refused load assigns nothing), `max_abs`.
+`assert_unchanged` (a refused load assigns nothing), `max_abs`; and `file_size_limit`, which
+makes writes past a size fail as a full disk fails them.
 """
 
+import contextlib
 import json
 import os
+import resource
+import signal
 
 import keras
 import numpy as np
@@ -320,3 +324,17 @@ def run_model_test(make_model, args, expected_output_shape, expected_num_weights
     run_precision_test(make_model, args, float32_outputs, float32_sublayers)
     run_training_test(make_model(), args, targets=targets, loss=loss, unchanged=unchanged)
     run_model_saving_test(make_model, args, directory)
+
+
+@contextlib.contextmanager
+def file_size_limit(max_bytes):
+    """Within the block, writing a file past `max_bytes` fails with EFBIG ("File too large"), a
+    real failed write as a full disk gives (SIGXFSZ ignored, so it is an error, not a kill)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

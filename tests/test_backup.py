@@ -6,9 +6,7 @@ window are in tests/recipes/test_pretrain.py."""
 import hashlib
 import json
 import os
-import resource
 import shutil
-import signal
 
 import keras
 import numpy as np
@@ -19,6 +17,7 @@ from keras_bert_min.backup import BackupAndRestore, completed_epochs
 from keras_bert_min.models import BertEncoder, BertPretrainer
 from keras_bert_min.training import compile_pretrainer
 from tests.fixtures import CHECKPOINT_TINY
+from tests.helpers import file_size_limit
 from tests.test_training import pretraining_batches
 
 
@@ -161,16 +160,10 @@ def test_a_failed_write_leaves_the_previous_backup_whole(tmp_path, monkeypatch):
     model.fit(pretraining_batches(steps=2), epochs=1, steps_per_epoch=2, verbose=0,
               callbacks=[callback, snapshots])
     model.fit(pretraining_batches(steps=2), epochs=1, steps_per_epoch=2, verbose=0)  # epoch 2
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a kill
-    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, hard))
-    try:
+    with file_size_limit(50_000):
         with pytest.raises(OSError, match=r"Writing the backup of epoch 2 in .* failed .*The "
                                           r"backup of epoch 1 is still complete\. Free disk"):
             callback.save(2)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
     assert sorted(os.listdir(directory)) == ["epoch-1"]
     restored = new_pretrainer(initial)
     restored.fit(pretraining_batches(steps=2), epochs=1, steps_per_epoch=2, verbose=0,

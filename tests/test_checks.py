@@ -308,21 +308,15 @@ def test_a_failed_write_says_what_where_and_that_nothing_was_left(tmp_path):
     """A real failed write (the file-size limit fails a write as a full disk does), a TF error
     whose message is a full disk's (TF names only its temporary file), and a missing input,
     which is not a write error and keeps its own message."""
-    import resource
+    from tests.helpers import file_size_limit
 
     target = tmp_path / "model.bin"
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a kill
-    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))
-    try:
+    with file_size_limit(1000):
         with pytest.raises(OSError, match=rf"Writing {re.escape(str(target))} failed \(File too "
                                           r"large\); nothing was left half-written"):
             with atomic_file(target, "wb") as f:
                 f.write(b"x" * 5000)
                 f.flush()
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
     assert os.listdir(tmp_path) == []
 
     class FakeTFError(Exception):
