@@ -1,15 +1,14 @@
 """What the recipes' command lines share: one way to check arguments and to report an error.
 
-    parser                  an argparse parser described by a recipe's docstring
     parse_args              argparse, then the recipe's `check_args(args)`
     run                     calls a recipe's `main(argv)` as a program: the exit code
     fail                    prints `error: <message>` on stderr and exits with code 2
     finished_run            the note that an output directory holds a finished run, or None
     refuse_used_output_dir  a ValueError for a finished run or any other file in the directory
     lower_case_flag         "auto" / "yes" / "no" (LOWER_CASE_CHOICES) -> None / True / False
-    add_device_arguments    --strategy, --tpu, --precision and --jit_compile, for training
 
-A recipe checks its flags with the package's own checks (`_checks.check_int`,
+The parser itself is built from `recipes/_flags.py` (the standard library only), so that
+`--help` answers before TensorFlow is imported. A recipe checks its flags with the package's own checks (`_checks.check_int`,
 `_checks.check_fraction`), passing the flag as the name ("--steps must be an integer of at least
 1, got 0."), so its errors read as the package's do. Every ValueError or FileNotFoundError, from
 the checks or from the work, and every OSError (a full disk, a missing file), leaves the
@@ -17,11 +16,8 @@ program the same way: one `error:` line, exit code 2 (argparse's own code for a 
 any other exception is a bug and keeps its traceback.
 """
 
-import argparse
 import os
 import sys
-
-from keras_bert_min.distribute import PRECISIONS, STRATEGIES
 
 EXIT_ERROR = 2
 # Bad input, and writes that failed (a full disk: the package's OSErrors say what and where).
@@ -34,13 +30,6 @@ def fail(message):
     text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     print(f"error: {text}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_ERROR)
-
-
-def parser(doc):
-    """An `argparse.ArgumentParser` described by the first paragraph of `doc` (a recipe's
-    docstring), listing every flag's default in --help."""
-    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
 def parse_args(parser, argv=None, check=None):
@@ -105,16 +94,3 @@ def lower_case_flag(value):
     if value not in LOWER_CASE_CHOICES:
         raise ValueError(f"--lower_case must be one of {LOWER_CASE_CHOICES}, got {value!r}.")
     return None if value == "auto" else value == "yes"
-
-
-def add_device_arguments(group):
-    """Adds the flags that place training on devices to an argparse parser or group:
-    --strategy, --tpu, --precision, --jit_compile (see `keras_bert_min.distribute`)."""
-    group.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                       help="tf.distribute strategy: auto picks TPU, several GPUs or the default "
-                            "device; multi_worker reads TF_CONFIG.")
-    group.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu.")
-    group.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="Keras dtype policy; variables and logits stay float32. auto: "
-                            "mixed_bfloat16 where the hardware has bfloat16, else float32.")
-    group.add_argument("--jit_compile", action="store_true", help="Compile steps with XLA.")

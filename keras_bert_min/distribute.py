@@ -104,6 +104,20 @@ def worker_index(strategy=None):
     return 0
 
 
+def input_pipeline(strategy=None):
+    """`(number of workers, this worker's number)` as tf.distribute numbers the input pipelines
+    of a multi-worker run (`multi_worker_util.id_in_cluster`: the chief first, then the workers
+    by task id); `(1, 0)` off a cluster."""
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return 1, 0
+    jobs = resolver.cluster_spec().as_dict()
+    chiefs, workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
+    task_id = int(resolver.task_id or 0)
+    return chiefs + workers, (task_id if resolver.task_type == "chief" else chiefs + task_id)
+
+
 def per_replica_batch_size(global_batch_size, strategy):
     """The batch each replica sees; the global batch must split evenly, as on a TPU."""
     replicas = strategy.num_replicas_in_sync

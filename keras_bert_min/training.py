@@ -8,7 +8,9 @@ plus 1e-5 (so padding predictions neither count nor dilute, and a batch whose we
 zero gives 0, not NaN), per replica as Google's TPU code computes it.
 """
 
+import collections
 import dataclasses
+import itertools
 import os
 
 import keras
@@ -17,12 +19,13 @@ from keras.src.losses.loss import scale_loss_for_distribution, squeeze_or_expand
 
 from keras_bert_min.config import PRESETS, PRETRAINING_INPUTS, PRETRAINING_LABELS, BertConfig
 from keras_bert_min.models import BertEncoder, BertPretrainer
-from keras_bert_min.text import corpus, vocab
+from keras_bert_min._checks import check_positive
+from keras_bert_min.text import corpus, shards, vocab
 from keras_bert_min.text.preprocessor import BertPreprocessor
 from keras_bert_min.text.masking import (pretraining_dataset_from_instances,
                                          pretraining_dataset_from_static_instances)
 from keras_bert_min.text.pretraining import (SpecialTokenIds, create_training_instances,
-                                             tokenize_documents)
+                                             input_pipelines, tokenize_documents)
 from keras_bert_min.text.tfrecords import pretraining_dataset_from_tfrecords
 from keras_bert_min.weights import copy_weights, load_google_checkpoint
 
@@ -122,20 +125,63 @@ def split_pretraining_features(features):
 
 
 def corpus_with_vocab(paths, vocab_file, *, seq_length, heldout_fraction=0.02, seed=12345,
-                      vocab_size=8000, lower_case=True):
+                      vocab_size=8000, lower_case=True, shard_mb=None):
     """A pretraining corpus and its vocab: `(preprocessor, training documents, held-out
-    documents)`. The documents of `paths` (`text.corpus.read_documents`) are split by
-    `split_documents(heldout_fraction, seed)`; a `vocab_file` that does not exist yet is learned
-    from the training documents first (`text.vocab.learn_vocab`), so a resumed run reads the one
-    its first start learned.
+    documents, further shards)`.
+
+    The documents of `paths` are streamed (`text.corpus.iter_documents`) in groups of `shard_mb`
+    MB of text (`text.shards.group_documents`; None: one group, the whole corpus). The first
+    group is split by `split_documents(heldout_fraction, seed)`; a `vocab_file` that does not
+    exist yet is learned from its training documents (`text.vocab.learn_vocab`), so a resumed
+    run reads the one its first start learned. A corpus that fits in one group is read whole,
+    as it always was: "further shards" is then None. Otherwise it is an iterator over the
+    remaining groups, read only as it is consumed (`text.shards.write_shards`).
     """
-    documents, heldout = corpus.split_documents(corpus.read_documents(paths), heldout_fraction,
-                                                seed=seed)
+    documents = corpus.iter_documents(paths)
+    if shard_mb is None:
+        groups = iter([list(documents)])
+    else:
+        check_positive("shard_mb", shard_mb)
+        groups = shards.group_documents(documents, int(shard_mb * 2**20))
+    first = next(groups)
+    second = next(groups, None)
+    documents, heldout = corpus.split_documents(first, heldout_fraction, seed=seed)
     if not os.path.exists(vocab_file):
-        print(f"Learning a {vocab_size}-token WordPiece vocab from the corpus...", flush=True)
+        sample = "" if second is None else f" (its first {shard_mb:g} MB)"
+        print(f"Learning a {vocab_size}-token WordPiece vocab from the corpus{sample}...",
+              flush=True)
         sentences = [sentence for document in documents for sentence in document]
         vocab.write_vocab(vocab.learn_vocab(sentences, vocab_size, lower_case), vocab_file)
-    return BertPreprocessor(vocab_file, seq_length, lower_case), documents, heldout
+    rest = None if second is None else itertools.chain([second], groups)
+    return BertPreprocessor(vocab_file, seq_length, lower_case), documents, heldout, rest
+
+
+PretrainingData = collections.namedtuple(
+    "PretrainingData", "preprocessor instances shard_files examples heldout_documents")
+
+
+def pretraining_data(corpus_paths, vocab_file, *, shards_dir, shard_mb, worker=0, num_workers=1,
+                     heldout_fraction=0.02, vocab_size=8000, lower_case=True, **pairing):
+    """The examples of a pretraining run on raw text, in bounded memory: a `PretrainingData` of
+    the preprocessor, either the `instances` (a corpus of at most `shard_mb` MB, paired in
+    memory exactly as always) or this worker's `shard_files` (a bigger one, paired shard by
+    shard into `shards_dir` by `text.shards.write_shards`), the number of `examples`, and the
+    held-out documents (from the first shard). `pairing`: `pretraining_instances`' arguments.
+    """
+    preprocessor, documents, heldout, more = corpus_with_vocab(
+        corpus_paths, vocab_file, seq_length=pairing["seq_length"],
+        heldout_fraction=heldout_fraction, seed=pairing.get("seed", 12345),
+        vocab_size=vocab_size, lower_case=lower_case, shard_mb=shard_mb)
+    if more is None:
+        print(f"Pairing sentences of {len(documents)} documents...", flush=True)
+        instances = pretraining_instances(documents, preprocessor, **pairing)
+        return PretrainingData(preprocessor, instances, None, len(instances), heldout)
+    print(f"The corpus is over {shard_mb:g} MB: pairing it in shards of that size...", flush=True)
+    written = shards.write_shards(itertools.chain([documents], more), preprocessor, shards_dir,
+                                  worker=worker, num_workers=num_workers, **pairing)
+    examples = sum(count for _, count in written)
+    print(f"{len(written)} shard(s) of {examples} examples in {shards_dir}.", flush=True)
+    return PretrainingData(preprocessor, None, [path for path, _ in written], examples, heldout)
 
 
 def pretraining_instances(documents, preprocessor, seq_length, max_predictions_per_seq,
@@ -177,7 +223,7 @@ def heldout_dataset(documents, preprocessor, batch_size, seq_length, max_predict
 
 def pretraining_input_fn(batch_size, seq_length, max_predictions_per_seq, *, instances=None,
                          special_ids=None, static_masking=False, tfrecords=None, seed=None,
-                         skip_batches=0, whole_word_mask=False):
+                         skip_batches=0, whole_word_mask=False, shard_files=None):
     """The training input of a pretraining run, for `strategy.distribute_datasets_from_function`.
 
     Args:
@@ -188,6 +234,8 @@ def pretraining_input_fn(batch_size, seq_length, max_predictions_per_seq, *, ins
         special_ids: the `SpecialTokenIds` of the vocab, for masking in tf.data.
         static_masking: the instances carry masks drawn in Python (Google's static masking).
         tfrecords: instead of `instances`, pretraining TFRecord files (Google's layout).
+        shard_files: instead of either, this worker's shards of a corpus too big for memory
+            (`text.shards.write_shards`), masked like `instances`.
         seed: the seed of the shuffle (and of the masks drawn in tf.data).
         skip_batches: batches to skip, so that a run resumed at step N sees the batches an
             uninterrupted run would (see `completed_epochs`).
@@ -197,13 +245,18 @@ def pretraining_input_fn(batch_size, seq_length, max_predictions_per_seq, *, ins
         A function of a `tf.distribute.InputContext` (or None) giving an endless dataset of
         `(x, y, sample_weight)` batches, as `split_pretraining_features` makes them.
     """
-    if (instances is None) == (tfrecords is None):
-        raise ValueError("Give instances or tfrecords, not both or neither.")
-    if instances is not None and not static_masking and special_ids is None:
+    if sum(source is not None for source in (instances, tfrecords, shard_files)) != 1:
+        raise ValueError("Give one of instances, tfrecords and shard_files.")
+    if tfrecords is None and not static_masking and special_ids is None:
         raise ValueError("Masking in tf.data needs special_ids (SpecialTokenIds).")
 
     def dataset_fn(input_context=None):
-        if tfrecords is not None:
+        if shard_files is not None:  # already this worker's own files
+            dataset = shards.shard_dataset(
+                shard_files, special_ids, batch_size, seq_length, max_predictions_per_seq,
+                static_masking=static_masking, whole_word_mask=whole_word_mask, seed=seed,
+                pipeline_id=input_pipelines(input_context)[1])
+        elif tfrecords is not None:
             dataset = pretraining_dataset_from_tfrecords(
                 tfrecords, batch_size, seq_length, max_predictions_per_seq, seed=seed,
                 input_context=input_context)

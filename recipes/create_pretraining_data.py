@@ -16,13 +16,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
+import _flags  # noqa: E402  (the standard library only)
 
-from keras_bert_min import cli  # noqa: E402
-from keras_bert_min._checks import check_fraction, check_int  # noqa: E402
-from keras_bert_min.text import expand_paths, learn_vocab, write_vocab  # noqa: E402
-from keras_bert_min.text.pretraining import MIN_SEQ_LENGTH  # noqa: E402
-from keras_bert_min.text.tfrecords import write_pretraining_data  # noqa: E402
 
 
 BOOLEAN_FLAGS = ("do_lower_case", "do_whole_word_mask")
@@ -49,7 +45,7 @@ def absl_argv(argv):
 
 
 def build_parser():
-    parser = cli.parser(__doc__)
+    parser = _flags.parser(__doc__)
     parser.add_argument("--input_file", nargs="+", required=True,
                         help="Text files or globs, BERT format or prose; each may be a "
                              "comma-separated list, as in Google's script.")
@@ -87,6 +83,18 @@ def build_parser():
     parser.add_argument("--random_seed", type=int, default=12345,
                         help="Seed of the pairing and the masks.")
     return parser
+
+
+if __name__ == "__main__":  # --help answers before TensorFlow is imported
+    _flags.answer_help(build_parser)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_bert_min import cli  # noqa: E402
+from keras_bert_min._checks import check_fraction, check_int  # noqa: E402
+from keras_bert_min.text import expand_paths, learn_vocab, write_vocab  # noqa: E402
+from keras_bert_min.text.pretraining import MIN_SEQ_LENGTH  # noqa: E402
+from keras_bert_min.text.tfrecords import write_pretraining_data  # noqa: E402
 
 
 def parse_args(argv=None):

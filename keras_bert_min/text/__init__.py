@@ -4,17 +4,19 @@
     vocab.py         read_vocab / write_vocab (BERT vocab.txt), learn_vocab (WordPiece learner)
     preprocessor.py  BertPreprocessor: text or text pairs -> input_word_ids, input_mask,
                      input_type_ids, with the ids of Google's tokenization.py
-    corpus.py        text files (BERT format or prose) -> documents of sentences
+    prose.py         prose rules: sentence boundaries, Gutenberg boilerplate, headings, layout
+    corpus.py        text files (BERT format or prose) -> documents of sentences, streamed
     pretraining.py   documents -> NSP sentence pairs -> statically masked examples (Google's)
     masking.py       the same masks drawn in tf.data, fresh every batch (dynamic masking), and
                      statically masked instances as tf.data batches
     tfrecords.py     pretraining examples in Google's TFRecord layout, written and read
+    shards.py        a corpus bigger than memory, paired shard by shard into TFRecord files
     labelled.py      labelled CSV/TSV/JSONL files -> text and label columns -> classifier
                      tf.data batches (read_columns, classifier_dataset); LabelMap
 """
 
-from keras_bert_min.text.corpus import (detect_format, expand_paths, read_documents,
-                                        split_documents, split_sentences,
+from keras_bert_min.text.corpus import (detect_format, expand_paths, iter_documents,
+                                        read_documents, split_documents, split_sentences,
                                         strip_gutenberg_boilerplate)
 from keras_bert_min.text.labelled import LabelMap, classifier_dataset, read_columns
 from keras_bert_min.text.normalize import normalize_text, split_words
@@ -31,6 +33,7 @@ from keras_bert_min.text.vocab import RESERVED_TOKENS, learn_vocab, read_vocab, 
 __all__ = [
     "detect_format",
     "expand_paths",
+    "iter_documents",
     "read_documents",
     "split_documents",
     "split_sentences",

@@ -12,17 +12,31 @@ Two file layouts are read:
 
 `format="auto"` picks one per file (see `detect_format`). Files must be UTF-8.
 
+Files are streamed (`iter_documents`): read in blocks, each line cut into pieces if it is
+very long, each paragraph split into sentences as it arrives (`prose.SentenceStream`), so that
+memory stays bounded whatever the size of the corpus, of a file or of a line; the documents
+are exactly those of reading each file whole (tests/text/reference_corpus.py is that reader).
+Two limits keep it so: a chapter of more than 100,000 sentences is cut into documents a block
+of 100,000 at a time, and in Google's layout a line is kept whole (it is one sentence).
+The prose rules (sentences, Gutenberg boilerplate, headings, the layout guess) are in
+`text.prose`.
+
 One deliberate difference from Google's reader: each file starts a new document. Google's
 loop keeps appending to the last document across files, so a file that does not end with
 a blank line silently runs into the next one.
 """
 
+import codecs
 import glob
 import os
 import random
 import re
 
 from keras_bert_min._checks import check_fraction, check_int
+from keras_bert_min.text.prose import (_GUTENBERG_END, _GUTENBERG_START, _MIN_SECTION_SENTENCES,
+                                       _SENTENCE_END, SentenceStream, _is_heading,
+                                       detect_format, split_sentences,
+                                       strip_gutenberg_boilerplate)
 
 FORMATS = ("auto", "bert", "prose")
 
@@ -30,187 +44,169 @@ FORMATS = ("auto", "bert", "prose")
 # sentences, so that "random next" sentences can still come from elsewhere.
 DEFAULT_MAX_DOCUMENT_SENTENCES = 100
 
-# --- sentences ---------------------------------------------------------------------------
+# --- one file, streamed ------------------------------------------------------------------------
 
-# Sentence-final punctuation, any closing quotes or brackets after it, then whitespace and
-# the capital letter (possibly after opening quotes) that starts the next sentence. A
-# lowercase letter after "!" or "?" ('"Oh!" said Alice') continues the sentence.
-_BOUNDARY = re.compile(r"""[.!?]+["'\u201d\u2019)\]]*(?=\s+["'\u201c\u2018(\[]*[A-Z])""")
+# A file is read in blocks of this many bytes, and a line longer than this many characters is
+# passed on in pieces cut at whitespace, so that memory does not grow with the file or with
+# its longest line (a book on one line). Google's format keeps a line whole: it is a sentence.
+READ_BLOCK_BYTES = 1 << 20
+MAX_PIECE_CHARS = 1 << 20
 
-# Words that end with a period without ending a sentence ("Mr. Darcy", "St. Paul").
-_ABBREVIATIONS = frozenset("""
-    mr mrs ms messrs mme mlle dr st jr sr prof rev hon gen col capt lt sgt maj gov sen rep
-    mt ft vs viz cf esq e.g i.e
-""".split())
-# Initials ("G. K. Chesterton") and dotted initialisms ("U.S.", "A.M.").
-_INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")
-_OPENING_PUNCTUATION = "\"'\u201c\u2018(["
+# A chapter (or a book without headings) longer than this many documents' worth of sentences
+# is cut into documents a block at a time, so memory does not grow with it either.
+MAX_SECTION_DOCUMENTS = 1000
 
-
-def split_sentences(paragraph):
-    """Splits one paragraph of prose into sentences with a punctuation rule.
-
-    A sentence ends at ".", "!" or "?" (and any closing quotes or brackets) followed by
-    whitespace and a capital letter, except after a known abbreviation (Mr., Mrs., Dr.,
-    St., ...) or an initial (G. K. Chesterton). Whitespace, including line breaks, is
-    collapsed to single spaces.
-
-    Args:
-        paragraph: a string.
-
-    Returns:
-        A list of sentence strings, without empty ones.
-
-    Example:
-    >>> split_sentences('Mr. Brown left.  "Why?" asked Dr. Watson. He sighed.')
-    ['Mr. Brown left.', '"Why?" asked Dr. Watson.', 'He sighed.']
-    """
-    text = " ".join(paragraph.split())
-    sentences, start = [], 0
-    for match in _BOUNDARY.finditer(text):
-        if match.group() == "." and _is_abbreviation(text, start, match.start()):
-            continue
-        sentences.append(text[start:match.end()].strip())
-        start = match.end()
-    sentences.append(text[start:].strip())
-    return [s for s in sentences if s]
+_WHITESPACE_BYTES = b" \t\n\r\x0b\x0c"
+_PARAGRAPH_BREAK = re.compile(r"[ \t\f\v]*")  # a line of only these ends a paragraph
 
 
-def _is_abbreviation(text, sentence_start, period):
-    """Whether the word that ends just before `text[period] == "."` is an abbreviation."""
-    word_start = text.rfind(" ", sentence_start, period) + 1
-    word = text[word_start:period].lstrip(_OPENING_PUNCTUATION)
-    return word.lower() in _ABBREVIATIONS or bool(_INITIALS.fullmatch(word))
+def _line_pieces(path):
+    """`(piece, ends_line)` for every line of a UTF-8 file, streamed.
+
+    Lines end at "\n" only ("\r\n" counts as "\n", a lone "\r" stays in its line, as Google's
+    `GFile.readline` reads); a line longer than `max_piece_chars` comes in several pieces, cut
+    after a whitespace character where there is one, whose concatenation is the line. An
+    empty or all-whitespace file and one that is not UTF-8 are errors naming the file."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    block_bytes, max_piece_chars = READ_BLOCK_BYTES, MAX_PIECE_CHARS  # read now: tests lower them
+    carry, offset, blank = "", 0, True
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(block_bytes)
+            pending = decoder.getstate()[0]
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                at = offset - len(pending) + e.start
+                raise ValueError(
+                    f"Corpus file {path!r} is not UTF-8: byte 0x{e.object[e.start]:02x} at offset "
+                    f"{at} cannot be decoded. Convert it first, e.g. `iconv -f latin1 -t utf-8 "
+                    f"{path} > {path}.utf8` if it is ISO-8859-1.") from None
+            offset += len(block)
+            blank = blank and not block.strip(_WHITESPACE_BYTES)
+            lines = (carry + text).split("\n")
+            carry = lines.pop() if block else None
+            for line in lines:
+                yield (line[:-1] if line.endswith("\r") else line), True
+            if not block:
+                break
+            while len(carry) > max_piece_chars:
+                cut = max(carry.rfind(" ", 0, max_piece_chars), carry.rfind("\t", 0, max_piece_chars))
+                cut = cut + 1 if cut > 0 else max_piece_chars
+                yield carry[:cut], False
+                carry = carry[cut:]
+    if blank:
+        raise ValueError(f"Corpus file {path!r} is empty; remove it from the inputs.")
 
 
-# --- Project Gutenberg boilerplate ------------------------------------------------------
-
-# The licence header ends, and the footer begins, at lines spelled many ways over the
-# years: "*** START OF THIS PROJECT GUTENBERG EBOOK X ***", "***START OF THE PROJECT
-# GUTENBERG EBOOK", "*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*", "*** END OF THE
-# PROJECT GUTENBERG EBOOK", "End of the Project Gutenberg EBook of X", "End of Project
-# Gutenberg's Etext of X".
-_GUTENBERG_START = re.compile(
-    r"^\s*(?:\*+\s*START OF (?:THE|THIS) PROJECT GUTENBERG|\*END\*THE SMALL PRINT).*$",
-    re.IGNORECASE | re.MULTILINE)
-_GUTENBERG_END = re.compile(
-    r"^\s*(?:\*+\s*END OF (?:THE|THIS) PROJECT GUTENBERG"
-    r"|END OF (?:THE )?PROJECT GUTENBERG(?:'S)? (?:E-?BOOK|E-?TEXT|WORK)).*$",
-    re.IGNORECASE | re.MULTILINE)
+def _lines(path):
+    """Whole lines (pieces of a long line joined: Google's format keeps a line whole)."""
+    parts = []
+    for piece, ends_line in _line_pieces(path):
+        parts.append(piece)
+        if ends_line:
+            yield "".join(parts)
+            parts = []
 
 
-def strip_gutenberg_boilerplate(text):
-    """Removes a Project Gutenberg licence header and footer, if present.
-
-    Everything up to and including the last "START OF ... PROJECT GUTENBERG" (or "*END*THE
-    SMALL PRINT") line goes, and everything from the first "END OF ... PROJECT GUTENBERG"
-    line on. Text without those lines is returned unchanged.
-
-    Args:
-        text: the whole book as one string with "\\n" line endings.
-
-    Example:
-    >>> strip_gutenberg_boilerplate("licence\\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\\n"
-    ...                             "Body.\\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\\nlicence")
-    '\\nBody.\\n'
-    """
-    starts = list(_GUTENBERG_START.finditer(text))
-    if starts:
-        text = text[starts[-1].end():]
-    end = _GUTENBERG_END.search(text)
-    if end:
-        text = text[:end.start()]
-    return text
-
-
-# --- chapters ------------------------------------------------------------------------------
-
-# A well-formed Roman numeral, so that words such as "mild" or "did" are not numbers. The
-# lookbehind makes it match at least one character.
-_ROMAN = r"M{0,4}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})(?<=[MDCLXVImdclxvi])"
-_NUMBER = (rf"(?:{_ROMAN}|\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
-           r"|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last"
-           r"|primus|secundus|tertius|quartus|quintus)")
-# A heading is a paragraph of one short line that is one of:
-#   a keyword and a number   "CHAPTER I", "Chapter 12. The Ball", "Book IV", "Actus Primus."
-#   a Roman numeral alone or before a title after a period   "IV", "I. The Absence of Mr Glass"
-#   a title in capitals      "THE LITTLE YELLOW TULIP", "ETYMOLOGY."
-#   an NLTK title line in brackets   "[Emma by Jane Austen 1816]"
-_HEADING = re.compile(
-    rf"(?i:(?:chapter|book|part|volume|act|actus|scene|stave|canto|section)\s+{_NUMBER}\b.*)"
-    rf"|{_ROMAN}(?:\.\s+.+|\.?)"
-    r"|[^a-z]*[A-Z][^a-z]*[A-Z][^a-z]*"
-    r"|\[.*\]")
-_MAX_HEADING_LENGTH = 80
-_MIN_SECTION_SENTENCES = 3
+def survey_file(path):
+    """One streamed pass over a file: `(format, first_line, end_line)`, the layout
+    `detect_format` would give on the whole text, and for prose the line numbers between which
+    the text lies once the Project Gutenberg header (up to the last "START OF ..." line) and
+    footer (from the first "END OF ..." line after it) are stripped (None: no such line)."""
+    start_line = end_line = None
+    lines = one_sentence = 0
+    number = -1
+    for number, (piece, ends_line) in enumerate(_whole_or_first_pieces(path)):
+        if _GUTENBERG_START.match(piece):
+            start_line, end_line = number, None
+        elif end_line is None and _GUTENBERG_END.match(piece):
+            end_line = number
+        stripped = piece.strip()
+        if stripped:
+            lines += 1  # a line too long for one piece is prose, not one sentence
+            one_sentence += bool(ends_line and _SENTENCE_END.search(stripped)
+                                 and len(split_sentences(stripped)) == 1)
+    marked = start_line is not None or end_line is not None
+    if marked or (lines and 2 * one_sentence < lines):
+        return "prose", (0 if start_line is None else start_line + 1), end_line
+    return "bert", 0, None
 
 
-def _is_heading(paragraph_lines):
-    if len(paragraph_lines) != 1 or len(paragraph_lines[0]) > _MAX_HEADING_LENGTH:
-        return False
-    return bool(_HEADING.fullmatch(paragraph_lines[0]))
+def _whole_or_first_pieces(path):
+    """`(line, True)` for a line read whole, `(first piece, False)` for a long line."""
+    first = None
+    for piece, ends_line in _line_pieces(path):
+        if first is None:
+            first = (piece, ends_line)
+        if ends_line:
+            yield first
+            first = None
 
 
-# --- one file --------------------------------------------------------------------------------
-
-_SENTENCE_END = re.compile(r"""[.!?]["'\u201d\u2019)\]]*$""")
-
-
-def detect_format(text):
-    """Guesses whether `text` is in Google's "bert" layout or is "prose".
-
-    The rule: a file with a Project Gutenberg header or footer is prose. Otherwise it is
-    "bert" when at least half of its non-blank lines are each exactly one sentence (they end
-    with sentence punctuation and `split_sentences` finds no boundary inside them). Prose
-    wrapped at a fixed width ends few lines with a period; a file of whole paragraphs per
-    line has many sentences per line.
-
-    Args:
-        text: the file's contents with "\\n" line endings.
-
-    Example:
-    >>> detect_format("It rained.\\nThe dog slept.\\n\\nA new story starts here.\\n")
-    'bert'
-    """
-    if _GUTENBERG_START.search(text) or _GUTENBERG_END.search(text):
-        return "prose"
-    lines = [line.strip() for line in text.split("\n")]
-    lines = [line for line in lines if line]
-    if not lines:
-        return "bert"
-    one_sentence = sum(1 for line in lines
-                       if _SENTENCE_END.search(line) and len(split_sentences(line)) == 1)
-    return "bert" if 2 * one_sentence >= len(lines) else "prose"
-
-
-def _bert_documents(text):
+def _bert_documents(path):
     """Google's reader: stripped lines are sentences, blank lines end documents."""
-    documents = [[]]
-    for line in text.split("\n"):
+    document = []
+    for line in _lines(path):
         line = line.strip()
         if line:
-            documents[-1].append(line)
+            document.append(line)
+        elif document:
+            yield document
+            document = []
+    if document:
+        yield document
+
+
+def _prose_documents(path, first_line, end_line, max_document_sentences):
+    """Paragraphs -> sentences -> sections between headings -> documents of bounded size.
+
+    A paragraph's first line is held back until the paragraph shows it is not a heading (a
+    second line, or a line too long for one); from then on its lines flow into the sentence
+    splitter, so no paragraph is ever held whole."""
+    section, sentences = [], SentenceStream()
+    held, flowing = None, False  # the paragraph's first line; whether it is known not a heading
+    section_cap = max_document_sentences * MAX_SECTION_DOCUMENTS
+
+    def end_paragraph():
+        nonlocal section, held, flowing
+        if held is not None and _is_heading([held]):
+            # A heading right after another one ("CHAPTER 37", "Sunset.", "THE CABIN.") belongs
+            # to the same chapter, so a section must have a few sentences before it can end.
+            if len(section) >= _MIN_SECTION_SENTENCES:
+                yield from _even_chunks(section, max_document_sentences)
+                section = []
         else:
-            documents.append([])
-    return [d for d in documents if d]
+            if held is not None:
+                section.extend(sentences.feed(held))
+            section.extend(sentences.close())
+        held, flowing = None, False
 
-
-def _prose_documents(text, max_document_sentences):
-    """Paragraphs -> sentences -> sections between headings -> documents of bounded size."""
-    sections = [[]]
-    for paragraph in re.split(r"\n[ \t\f\v]*\n", strip_gutenberg_boilerplate(text)):
-        lines = [line.strip() for line in paragraph.split("\n") if line.strip()]
-        if not lines:
-            continue
-        # A heading right after another one ("CHAPTER 37", "Sunset.", "THE CABIN.") belongs
-        # to the same chapter, so a section must have a few sentences before it can end.
-        if _is_heading(lines):
-            if len(sections[-1]) >= _MIN_SECTION_SENTENCES:
-                sections.append([])
-            continue
-        sections[-1].extend(split_sentences(" ".join(lines)))
-    return [chunk for section in sections if section
-            for chunk in _even_chunks(section, max_document_sentences)]
+    number, at_line_start = 0, True
+    for piece, ends_line in _line_pieces(path):
+        if first_line <= number and (end_line is None or number < end_line):
+            whole_line = at_line_start and ends_line
+            if whole_line and _PARAGRAPH_BREAK.fullmatch(piece):
+                yield from end_paragraph()
+            elif piece.strip():
+                if flowing:
+                    section.extend(sentences.feed(piece))
+                elif held is None and whole_line:
+                    held = piece.strip()
+                else:
+                    flowing = True
+                    if held is not None:
+                        section.extend(sentences.feed(held))
+                        held = None
+                    section.extend(sentences.feed(piece))
+            if len(section) >= section_cap + max_document_sentences:
+                yield from _even_chunks(section[:section_cap], max_document_sentences)
+                del section[:section_cap]
+        at_line_start = ends_line
+        number += ends_line
+    yield from end_paragraph()
+    if section:
+        yield from _even_chunks(section, max_document_sentences)
 
 
 def _even_chunks(sentences, max_size):
@@ -221,38 +217,32 @@ def _even_chunks(sentences, max_size):
     return [sentences[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
-def _read_utf8(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data.strip():
-        raise ValueError(f"Corpus file {path!r} is empty; remove it from the inputs.")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
+def iter_file_documents(path, format="auto",
+                        max_document_sentences=DEFAULT_MAX_DOCUMENT_SENTENCES):
+    """The documents of one UTF-8 text file, streamed: memory stays bounded whatever the size
+    of the file or of its lines (see `read_documents` for the formats)."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
+    detected, first_line, end_line = survey_file(path)  # also checks UTF-8 and emptiness
+    format = detected if format == "auto" else format
+    if format == "bert":
+        documents = _bert_documents(path)
+    else:  # (a file detected as "bert" has no Gutenberg lines: prose forced reads it all)
+        documents = _prose_documents(path, first_line, end_line, max_document_sentences)
+    empty = True
+    for document in documents:
+        empty = False
+        yield document
+    if empty:
         raise ValueError(
-            f"Corpus file {path!r} is not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start} "
-            f"cannot be decoded. Convert it first, e.g. `iconv -f latin1 -t utf-8 {path} > "
-            f"{path}.utf8` if it is ISO-8859-1.") from None
-    # Google's reader (GFile.readline) splits on "\n" only and strips each line, so "\r\n" is a
-    # line end and a lone "\r" stays inside its line, where the tokenizer reads it as a space.
-    return text.replace("\r\n", "\n")
+            f"Corpus file {path!r} has no sentences (read as {format!r}); check that it is "
+            "the file you meant, or remove it from the inputs.")
 
 
 def read_file_documents(path, format="auto",
                         max_document_sentences=DEFAULT_MAX_DOCUMENT_SENTENCES):
-    """Reads one UTF-8 text file into documents of sentences (see `read_documents`)."""
-    text = _read_utf8(path)
-    if format == "auto":
-        format = detect_format(text)
-    if format == "bert":
-        documents = _bert_documents(text)
-    else:
-        documents = _prose_documents(text, max_document_sentences)
-    if not documents:
-        raise ValueError(
-            f"Corpus file {path!r} has no sentences (read as {format!r}); check that it is "
-            "the file you meant, or remove it from the inputs.")
-    return documents
+    """Reads one UTF-8 text file into a list of documents (see `read_documents`)."""
+    return list(iter_file_documents(path, format, max_document_sentences))
 
 
 # --- many files ------------------------------------------------------------------------------
@@ -322,17 +312,28 @@ def read_documents(paths_or_globs, format="auto",
     >>> documents[0][:2]  # doctest: +SKIP
     ['The rain had only ceased ...', 'Indeed, it was recorded ...']
     """
+    return list(iter_documents(paths_or_globs, format, max_document_sentences))
+
+
+def iter_documents(paths_or_globs, format="auto",
+                   max_document_sentences=DEFAULT_MAX_DOCUMENT_SENTENCES):
+    """`read_documents` as a generator: the documents one at a time, each file streamed, so
+    that a corpus of any size is read in bounded memory (the size of the largest document).
+    Every path is checked before the first document is read."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
     check_int("max_document_sentences", max_document_sentences)
-    documents = []
-    for path in expand_paths(paths_or_globs):
-        documents.extend(read_file_documents(path, format, max_document_sentences))
-    if not documents:
+    paths = expand_paths(paths_or_globs)
+    if not paths:
         raise ValueError(
             f"The corpus {paths_or_globs!r} is empty: no input files were given. Pass text "
             "files, glob patterns or directories.")
-    return documents
+    return _documents_of(paths, format, max_document_sentences)
+
+
+def _documents_of(paths, format, max_document_sentences):
+    for path in paths:
+        yield from iter_file_documents(path, format, max_document_sentences)
 
 
 def split_documents(documents, holdout_fraction, seed):

@@ -220,6 +220,23 @@ def pretraining_dataset_from_instances(instances, vocab, batch_size, seq_length,
                                   reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    return mask_batches(dataset, vocab, batch_size, seq_length, max_predictions_per_seq,
+                        masked_lm_prob, do_whole_word_mask, seed=seed, pipeline_id=pipeline_id)
+
+
+def mask_batches(dataset, vocab, batch_size, seq_length, max_predictions_per_seq,
+                 masked_lm_prob=0.15, do_whole_word_mask=False, *, seed, pipeline_id=0):
+    """Batches a dataset of unmasked examples and masks each batch: batch i of pipeline p
+    with the seed (seed, p, i), so `skip(n)` gives the batches after the n-th.
+
+    Args:
+        dataset: unbatched dicts of `input_word_ids` and `input_type_ids` [n] (each example
+            its own length n, no padding) and `next_sentence_labels` [1].
+        other args: as `pretraining_dataset_from_instances`.
+
+    Returns:
+        A dataset of padded `FEATURE_NAMES` dicts, the last partial batch dropped.
+    """
     dataset = dataset.ragged_batch(batch_size, drop_remainder=True).enumerate()
     pipeline_seed = tf.constant([seed, pipeline_id], tf.int64)
 

@@ -130,6 +130,29 @@ def test_static_masks_resume_exactly_after_a_kill_inside_a_backup(small_corpus, 
     assert history_steps(out) == history_steps(reference) == [10.0 * i for i in range(1, 9)]
 
 
+def test_a_corpus_over_shard_mb_is_paired_in_shards_and_resumes_exactly(small_corpus, tmp_path):
+    """The small corpus (about 120 KB) over --shard_mb 0.03: paired in shards written under
+    data/, which a kill in the data stage leaves half written and a kill in training leaves in
+    place; the twice-killed run ends bit-identical to an uninterrupted one, and the shards go
+    once the run is done."""
+    corpus, vocab = small_corpus
+    extra = [*RESUMABLE, "--no_export", "--shard_mb", "0.03"]
+    reference = tmp_path / "uninterrupted"
+    result = run_recipe("pretrain.py", recipe_args(corpus, vocab, reference, *extra))
+    found = re.search(r"(\d+) shard\(s\) of (\d+) examples in (\S+)worker-0", result.stdout)
+    assert found and int(found.group(1)) >= 3, result.stdout[-3000:]
+    out = tmp_path / "killed"
+    killed_at("shards:written@2", corpus, vocab, out, *extra)
+    assert len(list((out / "data" / "worker-0").glob("shard-*.tfrecord"))) == 2
+    killed_at("backup:complete_not_renamed@3", corpus, vocab, out, *extra)
+    result = run_recipe("pretrain.py", recipe_args(corpus, vocab, out, *extra))
+    assert "Resuming from the backup at step 20." in result.stdout
+    for resumed, uninterrupted in zip(final_weights(out), final_weights(reference)):
+        np.testing.assert_array_equal(resumed, uninterrupted)
+    assert history_steps(out) == history_steps(reference)
+    assert not (out / "data").exists() and not (reference / "data").exists()
+
+
 def test_a_run_killed_in_every_window_ends_as_an_uninterrupted_one(small_corpus, tmp_path):
     """One run killed five times, each time inside another window where a write is half done:
     while the second backup's state is written, with that backup complete but not renamed,
@@ -196,7 +219,7 @@ def test_two_workers_train_together(small_corpus, tmp_path):
     ports = free_ports(2)
     args = [sys.executable, os.path.join(REPO, "recipes", "pretrain.py"),
             *recipe_args(corpus, vocab, out, "--steps", "20", "--steps_per_loop", "10",
-                         "--strategy", "multi_worker", "--no_export")]
+                         "--strategy", "multi_worker", "--no_export", "--shard_mb", "0.03")]
     workers = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env={**os.environ,
                                                 "TF_CONFIG": tf_config_for_local_workers(ports, i)})
@@ -205,6 +228,9 @@ def test_two_workers_train_together(small_corpus, tmp_path):
     for worker, output in zip(workers, outputs):
         assert worker.returncode == 0, output[-5000:]
     assert "on 2 replica(s)" in outputs[0]
+    # Over --shard_mb, each worker paired and reads only its own shards: 0, 2, ... and 1, 3, ...
+    for index, output in enumerate(outputs):
+        assert re.search(rf"shard\(s\) of \d+ examples in \S+/data/worker-{index}\.", output), output
     chief = final_weights(out)
     other = [np.asarray(w) for w in keras.saving.load_model(
         str(out / "workers" / "worker-1" / "model.keras")).weights]

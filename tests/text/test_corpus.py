@@ -1,5 +1,8 @@
 """Tests for keras_bert_min.text.corpus: expected documents and sentences are written by hand."""
 
+import subprocess
+import sys
+
 import pytest
 
 from keras_bert_min.text.corpus import (detect_format, expand_paths, read_documents,
@@ -317,3 +320,116 @@ def test_split_edge_cases():
         split_documents(DOCUMENTS[:1], 0.5, seed=0)
     with pytest.raises(ValueError, match="holdout_fraction must be in"):
         split_documents(DOCUMENTS, 1.0, seed=0)
+
+
+# --- streamed reading: the whole-file reader's documents, in bounded memory -------------------
+
+from keras_bert_min.text import corpus  # noqa: E402
+from tests.text import reference_corpus  # noqa: E402
+
+TRICKY_TEXTS = {
+    "google_sample": GOOGLE_SAMPLE,
+    "crlf_and_lone_cr": "One line.\r\nTwo\rlines?\r\n\r\nNext doc.\r\r\nEnd.\r\n",
+    "bom_and_multibyte": "\ufeffÉcole d\u2019été. Ça va?\n力加勝北区 ᴵᴺᵀᵃ. Très bien.\n\nNouveau doc.\n",
+    "gutenberg": ("Licence blah.\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n\nCHAPTER I\n\n"
+                  "It was a dark night. Mr. Brown\nwalked home. \"Why?\" said he.\n\n"
+                  "CHAPTER II\n\nThe Sun rose.  It shone! All was well.\nThe end came.\n\n"
+                  "*** END OF THIS PROJECT GUTENBERG EBOOK X ***\nMore licence.\n"),
+    "two_starts": ("*** START OF THE PROJECT GUTENBERG EBOOK A ***\nFront matter.\n"
+                   "*** START OF THE PROJECT GUTENBERG EBOOK A ***\nBody text. More body.\n"
+                   "End of the Project Gutenberg EBook of A\nTail.\n"),
+    "headings_and_blank_kinds": ("THE CABIN.\n\nSunset.\n\nA first sentence. A second one. A third."
+                                 "\n \t\n\x0b\nIV\n\nI. The Absence of Mr Glass\n\nHe came. He "
+                                 "went. He stayed.\n\u3000\nStill the same paragraph.\n"),
+    "one_long_line": " ".join(f"Sentence number {i} is here, Dr. Who said." for i in range(300)),
+    "no_final_newline": "First.\nSecond.\n\nThird.",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY_TEXTS))
+@pytest.mark.parametrize("block_bytes", [1, 7, 64, 1 << 20])
+def test_streamed_reader_equals_the_whole_file_reader_at_any_block_size(
+        tmp_path, monkeypatch, name, block_bytes):
+    # Tiny blocks cut multi-byte characters, "\r\n" and sentence boundaries at every place.
+    path = write(tmp_path / f"{name}.txt", TRICKY_TEXTS[name])
+    monkeypatch.setattr(corpus, "READ_BLOCK_BYTES", block_bytes)
+    for format in ("auto", "bert", "prose"):
+        expected = reference_corpus.read_file_documents(path, format)
+        assert corpus.read_file_documents(path, format) == expected, format
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY_TEXTS))
+def test_long_lines_in_pieces_give_the_same_documents(tmp_path, monkeypatch, name):
+    # Lines longer than a piece are passed on in pieces cut at whitespace: prose joins them
+    # into the same paragraph and Google's format keeps the line whole. (Pieces of 100
+    # characters keep every heading, at most 80, in one piece.)
+    path = write(tmp_path / f"{name}.txt", TRICKY_TEXTS[name])
+    monkeypatch.setattr(corpus, "READ_BLOCK_BYTES", 16)
+    monkeypatch.setattr(corpus, "MAX_PIECE_CHARS", 100)
+    for format in ("bert", "prose"):
+        expected = reference_corpus.read_file_documents(path, format)
+        assert corpus.read_file_documents(path, format) == expected, format
+
+
+def test_a_long_section_is_cut_a_block_at_a_time(tmp_path, monkeypatch):
+    # A book without headings: with a cap of 2 documents' worth of sentences per block, 5
+    # sentences of documents of at most 2 make [2], [2] (the first block of 4) and [1].
+    path = write(tmp_path / "book.txt", "Aa one. Bb two. Cc three. Dd four. Ee five.\n" * 2
+                 + "\n\nFf six.")
+    monkeypatch.setattr(corpus, "MAX_SECTION_DOCUMENTS", 2)
+    documents = corpus.read_file_documents(path, "prose", max_document_sentences=2)
+    assert [len(d) for d in documents] == [2, 2, 2, 2, 2, 1]
+    assert sum(documents, []) == sum(reference_corpus.read_file_documents(
+        path, "prose", max_document_sentences=2), [])
+
+
+def test_streamed_errors_name_the_file_and_the_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "READ_BLOCK_BYTES", 3)
+    bad = tmp_path / "latin1.txt"
+    # 10 bytes ("é" is two), 9 bytes ("ç" is two), then "na": the bad byte is at offset 21.
+    bad.write_bytes("Caf\u00e9 ok.\nFa\u00e7ade.\n".encode("utf-8") + b"na\xefve.\n")
+    with pytest.raises(ValueError, match=r"latin1\.txt.*byte 0xef at offset 21"):
+        corpus.read_file_documents(str(bad))
+    blank = tmp_path / "blank.txt"
+    blank.write_bytes(b" \r\n\t\n")
+    with pytest.raises(ValueError, match="blank.txt.*is empty"):
+        corpus.read_file_documents(str(blank))
+
+
+def test_iter_documents_checks_every_path_before_reading(tmp_path):
+    good = write(tmp_path / "good.txt", "One.\n")
+    # The error comes at the call, before the first file's documents are used.
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        corpus.iter_documents([good, str(tmp_path / "missing.txt")])
+
+
+MEMORY_PROBE = """
+import resource, sys
+from keras_bert_min.text import corpus
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak_mib()
+documents = sentences = 0
+for document in corpus.iter_documents(sys.argv[1]):
+    documents += 1
+    sentences += len(document)
+print(documents, sentences, peak_mib() - base)
+"""
+
+
+def test_a_book_on_one_line_is_read_in_bounded_memory(tmp_path):
+    # 24 MB of prose on a single line, no headings: the whole-file reader held the text, its
+    # words and its sentences at once (about 20 bytes per byte of text, 4.1 GB for 200 MB).
+    sentence = "The quick brown fox, said Mr. Smith, jumps over the lazy dog again. "
+    count = 24 * 2**20 // len(sentence)
+    path = tmp_path / "one_line.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(count // 1000):
+            f.write(sentence * 1000)
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True,
+                         text=True, check=True)
+    documents, sentences, growth_mib = out.stdout.split()
+    assert int(sentences) == count // 1000 * 1000
+    assert int(documents) == -(-int(sentences) // 100)  # documents of at most 100 sentences
+    # Bounded by one block of sentences (100,000 of them here), not by the 24 MB of text.
+    assert float(growth_mib) < 60, growth_mib

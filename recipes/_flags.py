@@ -1,0 +1,50 @@
+"""What the recipes' command lines share before TensorFlow is imported, so that `--help` answers
+at once (importing `keras_bert_min` imports TensorFlow: seconds, and a CUDA line on a machine
+without a GPU). Only the standard library here. The choices and defaults the flags offer are
+the package's own values, repeated as literals; tests/recipes/test_flags.py checks that each
+equals the package's.
+
+    parser                 an argparse parser described by a recipe's docstring
+    add_device_arguments   --strategy, --tpu, --precision and --jit_compile, for training
+    answer_help            prints a recipe's --help and exits, if that is what was asked
+"""
+
+import argparse
+import sys
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")  # distribute.STRATEGIES
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")  # distribute.PRECISIONS
+LOWER_CASE_CHOICES = ("auto", "yes", "no")  # cli.LOWER_CASE_CHOICES
+PADDING_MODES = ("max_length", "longest")  # text.preprocessor.PADDING_MODES
+DEFAULT_SHARD_MB = 32  # text.shards.DEFAULT_SHARD_MB
+DEFAULT_WARMUP_FRACTION = 0.1  # optimization.DEFAULT_WARMUP_FRACTION
+DEFAULT_SEQ_LENGTH = 128  # pretrained.DEFAULT_SEQ_LENGTH
+
+
+def parser(doc):
+    """An `argparse.ArgumentParser` described by the first paragraph of `doc` (a recipe's
+    docstring), listing every flag's default in --help."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add_device_arguments(group):
+    """Adds the flags that place training on devices to an argparse parser or group:
+    --strategy, --tpu, --precision, --jit_compile (see `keras_bert_min.distribute`)."""
+    group.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                       help="tf.distribute strategy: auto picks TPU, several GPUs or the default "
+                            "device; multi_worker reads TF_CONFIG.")
+    group.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu.")
+    group.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="Keras dtype policy; variables and logits stay float32. auto: "
+                            "mixed_bfloat16 where the hardware has bfloat16, else float32.")
+    group.add_argument("--jit_compile", action="store_true", help="Compile steps with XLA.")
+
+
+def answer_help(build_parser, argv=None):
+    """`build_parser().parse_args(argv)` when `argv` (default: `sys.argv[1:]`) asks for help:
+    argparse prints the help and exits, before the recipe imports TensorFlow. Does nothing
+    otherwise."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in argv):
+        build_parser().parse_args(argv)
