@@ -6,6 +6,8 @@ Build and compile models inside `strategy.scope()`; feed `model.fit` batches of
 
 import json
 import os
+import signal
+import threading
 import warnings
 
 import keras
@@ -38,10 +40,11 @@ def get_strategy(name="auto", tpu=None):
             raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
                              "environment variable, which is not set; see the README's "
                              "multi-worker section.")
-        # The wait for the peers is in TF's C++ runtime, silent, and its preemption notifier
-        # takes SIGTERM there: say whom we wait for (SIGKILL stops it; the run resumes).
+        # The wait for the peers is in TF's C++ runtime, silent, holding the GIL, with TF's
+        # preemption notifier installed for SIGTERM: say whom we wait for (SIGKILL stops it).
         _say_who_we_wait_for(os.environ["TF_CONFIG"])
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _give_sigterm_back()
         enable_keras_multi_worker_fit()
         return strategy
     gpus = tf.config.list_logical_devices("GPU")
@@ -61,6 +64,15 @@ def get_strategy(name="auto", tpu=None):
         devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     return _tpu_strategy(tpu)
+
+
+def _give_sigterm_back():
+    """SIGTERM stops the process again, as it does off a cluster. TF's preemption notifier took
+    it over while the strategy was made, and only records it (for `PreemptionCheckpointHandler`,
+    unused here), so a scheduler's SIGTERM was ignored for the whole run; a run stopped this way
+    resumes from its last backup."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _say_who_we_wait_for(tf_config):

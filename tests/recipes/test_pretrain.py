@@ -242,6 +242,39 @@ def test_two_workers_train_together(small_corpus, tmp_path):
     kbm.load_google_checkpoint(fresh, str(out / "google" / "bert_model.ckpt"))
 
 
+def test_sigterm_stops_a_multi_worker_run(small_corpus, tmp_path):
+    # TF's preemption notifier takes SIGTERM while the strategy is made and only records it;
+    # the recipe gives it back, so a scheduler's SIGTERM stops a worker (which resumes later).
+    import threading
+    from keras_bert_min.distribute import tf_config_for_local_workers
+
+    corpus, vocab = small_corpus
+    ports = free_ports(2)
+    args = [sys.executable, os.path.join(REPO, "recipes", "pretrain.py"),
+            *recipe_args(corpus, vocab, tmp_path / "multi", "--steps", "100000", "--strategy",
+                         "multi_worker", "--no_export")]
+    workers = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env={**os.environ,
+                                                "TF_CONFIG": tf_config_for_local_workers(ports, i)})
+               for i in range(2)]
+    watchdog = threading.Timer(600, lambda: [w.kill() for w in workers])
+    watchdog.start()
+    try:
+        seen = []
+        for line in workers[0].stdout:  # until the run trains
+            seen.append(line)
+            if line.startswith("Training "):
+                break
+        assert seen and seen[-1].startswith("Training "), "".join(seen)[-3000:]
+        workers[0].send_signal(signal.SIGTERM)
+        assert workers[0].wait(timeout=120) == -signal.SIGTERM
+    finally:
+        watchdog.cancel()
+        for worker in workers:
+            worker.kill()
+            worker.communicate()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--steps", "0"], "--steps must be an integer of at least 1"),
     (["--strategy", "mirrored", "--batch_size", "3"], "must be a positive multiple of the number "
