@@ -48,7 +48,7 @@ print(json.dumps({"baseline_mib": round(base, 1), "peak_mib": round(peak, 1),
 
 def make_corpus(path, size_mb, books):
     """`path` of about `size_mb` MB: the books' text, repeated."""
-    from keras_bert_min.text.corpus import strip_gutenberg_boilerplate
+    from keras_bert_min.text.prose import strip_gutenberg_boilerplate
 
     # Each book without its Project Gutenberg header and footer: in one file, the reader would
     # keep only the text between the first book's markers.

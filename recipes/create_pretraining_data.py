@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when load
 import _flags  # noqa: E402  (the standard library only)
 
 
-
 BOOLEAN_FLAGS = ("do_lower_case", "do_whole_word_mask")
 
 
@@ -87,9 +86,7 @@ def build_parser():
 
 if __name__ == "__main__":  # --help answers before TensorFlow is imported
     _flags.answer_help(build_parser)
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from keras_bert_min import cli  # noqa: E402
 from keras_bert_min._checks import check_fraction, check_int  # noqa: E402
 from keras_bert_min.text import expand_paths, learn_vocab, write_vocab  # noqa: E402

@@ -19,7 +19,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
 
-
 DEFAULT_SEQ_LENGTH = 128
 EXAMPLE_TEXT = "Hello world!"
 
@@ -80,9 +79,7 @@ def build_parser():
 
 if __name__ == "__main__":  # --help answers before TensorFlow is imported
     _flags.answer_help(build_parser)
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import keras  # noqa: E402
 
 from keras_bert_min import cli  # noqa: E402
@@ -90,7 +87,7 @@ from keras_bert_min import export as export_lib  # noqa: E402
 from keras_bert_min._checks import check_int  # noqa: E402
 from keras_bert_min.config import ENCODER_INPUTS  # noqa: E402
 from keras_bert_min.pretrained import from_pretrained  # noqa: E402
-from keras_bert_min.text.preprocessor import PADDING_MODES, BertPreprocessor  # noqa: E402
+from keras_bert_min.text.preprocessor import BertPreprocessor  # noqa: E402
 
 
 def parse_args(argv=None):

