@@ -5,6 +5,9 @@ entity-level scores of CoNLL's `conlleval` script.
     word_piece_windows               a sentence -> windows of word pieces of at most
                                      seq_length - 2, each word's first piece labelled, the rest
                                      IGNORE (-100); a long sentence is split, never cut
+    tagger_features, tagger_dataset  sentences -> padded encoder inputs and piece labels ->
+                                     (x, y) batches for `BertTokenClassifier.fit`
+    word_tags                        per-piece predictions -> a tag for every word again
     conlleval                        gold and predicted tags -> token accuracy and chunk
                                      precision, recall and F1, overall and per type
 
@@ -16,6 +19,9 @@ their IOB2 spelling (S-X as B-X, E-X as I-X), which gives the same chunks for we
 
 import dataclasses
 import json
+
+import numpy as np
+import tensorflow as tf
 
 from keras_bert_min._checks import check_int
 
@@ -152,6 +158,102 @@ def word_piece_windows(word_pieces, labels, max_pieces):
     if pieces:
         windows.append((pieces, piece_labels, word_indices))
     return windows
+
+
+@dataclasses.dataclass
+class TaggerFeatures:
+    """Padded arrays of tagging windows: `inputs` (the three encoder inputs, [N, S] int32) and
+    `labels` ([N, S], IGNORE on [CLS], [SEP], padding and non-first pieces); for mapping back,
+    each window's `sentence` index and `word_indices` ([N, S], the word of each first piece,
+    -1 elsewhere)."""
+
+    inputs: dict
+    labels: np.ndarray
+    sentence: np.ndarray
+    word_indices: np.ndarray
+
+
+def tagger_features(sentences, preprocessor, tag_ids, seq_length=None):
+    """Windows of word pieces of every sentence (`word_piece_windows`), padded to `seq_length`.
+
+    Args:
+        sentences: `TaggedSentence`s (their tags are encoded by `tag_ids`; pass dummy tags of
+            a known name to tag new text).
+        preprocessor: a `BertPreprocessor`; each word is tokenized on its own, as the words are
+            given (a word that tokenizes to nothing gets the [UNK] piece).
+        tag_ids: a mapping from tag name to class id (e.g. `dict(zip(names, range(n)))`).
+        seq_length: padded length (default: the preprocessor's).
+
+    Returns:
+        A `TaggerFeatures`.
+    """
+    seq_length = seq_length or preprocessor.seq_length
+    check_int("seq_length", seq_length, 3, hint=" ([CLS], a piece and [SEP])")
+    words = [word for sentence in sentences for word in sentence.words]
+    pieces = preprocessor.tokenize(tf.constant(words)) if words else None
+    if pieces is not None and pieces.ragged_rank > 1:
+        pieces = pieces.merge_dims(1, -1)
+    pieces = [p or [int(preprocessor.unk_id)] for p in (pieces.to_list() if words else [])]
+    rows, cursor = [], 0
+    for index, sentence in enumerate(sentences):
+        unknown = sorted(set(sentence.tags) - set(tag_ids))
+        if unknown:
+            raise ValueError(f"{sentence.source or f'sentence {index}'}: tags {unknown} are not "
+                             f"among the {len(tag_ids)} known ones ({sorted(tag_ids)[:12]}).")
+        word_pieces = pieces[cursor:cursor + len(sentence.words)]
+        cursor += len(sentence.words)
+        try:
+            windows = word_piece_windows(word_pieces, [tag_ids[t] for t in sentence.tags],
+                                         seq_length - 2)
+        except ValueError as e:
+            raise ValueError(f"{sentence.source or f'sentence {index}'}: {e}") from None
+        rows.extend((index, *window) for window in windows)
+    count = len(rows)
+    ids = np.full([count, seq_length], int(preprocessor.pad_id), np.int32)
+    mask = np.zeros([count, seq_length], np.int32)
+    labels = np.full([count, seq_length], IGNORE, np.int32)
+    word_indices = np.full([count, seq_length], -1, np.int32)
+    for row, (_, window_pieces, window_labels, window_words) in enumerate(rows):
+        length = len(window_pieces) + 2
+        ids[row, :length] = [preprocessor.cls_id, *window_pieces, preprocessor.sep_id]
+        mask[row, :length] = 1
+        labels[row, 1:length - 1] = window_labels
+        word_indices[row, 1:length - 1] = window_words
+    inputs = {"input_word_ids": ids, "input_mask": mask, "input_type_ids": np.zeros_like(ids)}
+    return TaggerFeatures(inputs, labels, np.array([r[0] for r in rows], np.int32), word_indices)
+
+
+def tagger_dataset(features, batch_size, shuffle_seed=None, drop_remainder=False):
+    """`(inputs, labels)` batches of `TaggerFeatures` for `model.fit` / `evaluate`, reshuffled
+    every epoch with `shuffle_seed` (None keeps the order)."""
+    check_int("batch_size", batch_size, 1)
+    dataset = tf.data.Dataset.from_tensor_slices((features.inputs, features.labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(features.labels), seed=shuffle_seed,
+                                  reshuffle_each_iteration=True)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def word_tags(predicted, features, tag_names, num_sentences):
+    """The tag of every word, from per-piece predictions: each word takes the prediction at its
+    first piece, and a sentence's windows are joined in order.
+
+    Args:
+        predicted: [N, S] class ids (argmax of a `BertTokenClassifier`'s logits), one row per
+            window of `features`.
+        features: the `TaggerFeatures` the predictions were made on.
+        tag_names: the tag of each class id.
+        num_sentences: how many sentences `features` came from.
+
+    Returns:
+        A list of tag lists, one per sentence, one tag per word.
+    """
+    predicted = np.asarray(predicted)
+    tags = [[] for _ in range(num_sentences)]
+    for row in range(len(predicted)):
+        first = features.word_indices[row] >= 0
+        tags[features.sentence[row]].extend(tag_names[int(i)] for i in predicted[row][first])
+    return tags
 
 
 # --- conlleval ----------------------------------------------------------------------------------

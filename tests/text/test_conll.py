@@ -4,6 +4,7 @@ and conlleval's counts from golden outputs of the Perl script (tests/text/golden
 import json
 import os
 
+import numpy as np
 import pytest
 
 from keras_bert_min.text.conll import (IGNORE, conlleval, read_conll, read_tagged_jsonl,
@@ -94,3 +95,91 @@ def test_conlleval_rates_by_hand():
         conlleval(gold, predicted, "bilou")
     with pytest.raises(ValueError, match="Sentence 1: 2 gold tags but 1 predicted"):
         conlleval(gold, [predicted[0], ["O"]])
+
+
+# --- from sentences to a fine-tuned tagger and back --------------------------------------------
+
+from keras_bert_min.text.conll import (TaggedSentence, tagger_dataset,  # noqa: E402
+                                       tagger_features, word_tags)
+
+
+def test_features_pad_label_first_pieces_and_map_back(tmp_path):
+    from keras_bert_min.text.preprocessor import BertPreprocessor
+    from tests.fixtures import SPECIAL_TOKENS, write_vocab_file
+
+    vocab = SPECIAL_TOKENS + ["new", "york", "is", "big", "black", "##burn", "."]
+    preprocessor = BertPreprocessor(write_vocab_file(tmp_path / "v.txt", vocab), seq_length=6)
+    ids = {token: i for i, token in enumerate(vocab)}
+    tags = {"O": 0, "B-LOC": 1, "I-LOC": 2, "B-PER": 3}
+    sentences = [TaggedSentence(("New", "York", "is", "big", "."),
+                                ("B-LOC", "I-LOC", "O", "O", "O")),
+                 TaggedSentence(("Blackburn", "\u200b"), ("B-PER", "O"))]
+    features = tagger_features(sentences, preprocessor, tags)
+    # Sentence 0 is 5 pieces: windows of 4 ([CLS] and [SEP] take 2 of 6); sentence 1 is
+    # "black ##burn" and a word with no pieces, which gets [UNK].
+    assert features.inputs["input_word_ids"].tolist() == [
+        [ids["[CLS]"], ids["new"], ids["york"], ids["is"], ids["big"], ids["[SEP]"]],
+        [ids["[CLS]"], ids["."], ids["[SEP]"], 0, 0, 0],
+        [ids["[CLS]"], ids["black"], ids["##burn"], ids["[UNK]"], ids["[SEP]"], 0]]
+    assert features.labels.tolist() == [[IGNORE, 1, 2, 0, 0, IGNORE],
+                                        [IGNORE, 0, IGNORE, IGNORE, IGNORE, IGNORE],
+                                        [IGNORE, 3, IGNORE, 0, IGNORE, IGNORE]]
+    assert features.sentence.tolist() == [0, 0, 1]
+    names = list(tags)
+    assert word_tags(np.where(features.labels >= 0, features.labels, 0), features, names, 2) == [
+        list(s.tags) for s in sentences]
+    with pytest.raises(ValueError, match=r"sentence 0: tags \['B-MISC'\] are not among"):
+        tagger_features([TaggedSentence(("x",), ("B-MISC",))], preprocessor, tags)
+
+
+PEOPLE = ["John Smith", "Maria Garcia", "Wei Chen", "Anna Kowalski", "David Miller",
+          "Fatima Khan", "Pierre Dubois", "Olga Ivanova", "Kenji Sato", "Laura Rossi"]
+PLACES = ["Paris", "New York", "Buenos Aires", "Tokyo", "Cairo", "Berlin", "Lima", "Oslo",
+          "Nairobi", "San Francisco"]
+TEMPLATES = ["{PER} lives in {LOC} .", "{PER} flew to {LOC} on Monday .",
+             "Yesterday {PER} met {PER} in {LOC} .", "The mayor of {LOC} thanked {PER} .",
+             "{PER} said the weather in {LOC} was cold .", "We drove from {LOC} to {LOC} ."]
+
+
+def hand_made_ner(people, places, count, seed):
+    """Sentences from TEMPLATES with IOB2 tags (a hand-made set: no CoNLL copy is reachable)."""
+    rng = np.random.default_rng(seed)
+    sentences = []
+    for _ in range(count):
+        words, tags = [], []
+        for token in TEMPLATES[rng.integers(len(TEMPLATES))].split():
+            if token in ("{PER}", "{LOC}"):
+                kind = token[1:-1]
+                name = (people if kind == "PER" else places)[rng.integers(len(people))].split()
+                words += name
+                tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(name) - 1)
+            else:
+                words.append(token)
+                tags.append("O")
+        sentences.append(TaggedSentence(tuple(words), tuple(tags)))
+    return sentences
+
+
+def test_minilm_fine_tuned_with_fit_tags_unseen_names(minilm_config):
+    import keras
+
+    import keras_bert_min as kbm
+    from tests.fixtures import MINILM_DIR
+
+    keras.utils.set_random_seed(0)
+    # Names of the test sentences never occur in training: the tagger must read the context.
+    train = hand_made_ner(PEOPLE[:6], PLACES[:6], 120, seed=1)
+    test = hand_made_ner(PEOPLE[6:], PLACES[6:], 40, seed=2)
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    tagger, preprocessor = kbm.from_pretrained(MINILM_DIR, "token_classifier", 12,
+                                               num_classes=len(names))
+    tag_ids = {name: i for i, name in enumerate(names)}
+    features = {name: tagger_features(split, preprocessor, tag_ids)
+                for name, split in (("train", train), ("test", test))}
+    assert len(features["test"].labels) > len(test)  # seq_length 12 splits some sentences
+    tagger.compile(optimizer=kbm.finetuning_optimizer(6 * 8, 2e-4, 0.1))
+    tagger.fit(tagger_dataset(features["train"], 16, shuffle_seed=0), epochs=6, verbose=0)
+    logits = tagger.predict(features["test"].inputs, batch_size=64, verbose=0)["logits"]
+    predicted = word_tags(logits.argmax(-1), features["test"], names, len(test))
+    scores = conlleval([s.tags for s in test], predicted)
+    assert scores["f1"] >= 0.9, scores
