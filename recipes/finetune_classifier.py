@@ -26,7 +26,6 @@ gives back the classifier (with its label names) and its preprocessor, and
 `recipes/export.py --train_dir` exports it; a finished output directory is never overwritten.
 """
 
-import csv
 import os
 import shutil
 import sys
@@ -106,9 +105,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
-from keras_bert_min import backup, callbacks, cli, distribute  # noqa: E402
+from keras_bert_min import cli, distribute, finetuning  # noqa: E402
 from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
-                                    directory_lock, partial_path, stop_point, write_json)
+                                    directory_lock, partial_path, write_json)
 from keras_bert_min.text import labelled  # noqa: E402
 
 
@@ -226,46 +225,20 @@ def main(argv=None):
             "precision": args.precision, "strategy": type(strategy).__name__, "seed": args.seed,
             "wall_time_seconds": round(time.time() - started, 1)})
         write_json(os.path.join(work, METRICS_FILE), metrics)
-        backup.remove_backups(work)  # kept until now: a kill above resumes at the end
-        shutil.rmtree(os.path.join(work, "best_epoch"))  # saved above as the run's model
-        os.remove(os.path.join(work, ".lock"))
-        os.rename(work, args.output_dir)
+        finetuning.finish(work, args.output_dir)
     report(args, metrics)
     return metrics
 
 
 def train(args, strategy, classifier, preprocessor, data, directory, steps_per_epoch):
-    """Fits, resuming from the backup in `directory` if a killed run left one, and keeps the
-    epoch of the best dev accuracy, saved in `directory` (save_pretrained's layout, beside the
-    logs); returns the metrics of that model, exported (but with --no_export) in
-    `directory`/export/."""
-    resumed = backup.completed_epochs(backup.backup_directory(directory))
-    if resumed:
-        print(f"Resuming from the backup of epoch {resumed}.")
-    else:  # what a run killed before its first backup left
-        for name in os.listdir(directory):
-            if name != ".lock":
-                path = os.path.join(directory, name)
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    history_file = os.path.join(directory, "history.csv")
-    callbacks.drop_rows_after(history_file, "epoch", resumed - 1)  # Keras counts from 0
-    best_dir = os.path.join(directory, "best_epoch")
-    # The dataset repeats, so epoch k of a resumed run shuffles as epoch k of one that was not
-    # killed: the same seeded reshuffles, the first k skipped.
-    train_batches = data["train"].repeat().skip(resumed * steps_per_epoch)
-    classifier.fit(train_batches, validation_data=data["dev"], epochs=args.epochs,
-                   steps_per_epoch=steps_per_epoch, shuffle=False, callbacks=[
-                       callbacks.BestModel(best_dir),
-                       keras.callbacks.CSVLogger(history_file, append=True),
-                       keras.callbacks.TensorBoard(os.path.join(directory, "logs")),
-                       backup.BackupAndRestore(backup.backup_directory(directory))],
-                   verbose=1 if sys.stdout.isatty() else 2)
-    stop_point("finetune:after_last_epoch")
-    with strategy.scope():
-        best = keras.saving.load_model(os.path.join(best_dir, "model.keras"))
+    """Fits (`finetuning.fit_keeping_best`: resumed from a killed run's backup, the epoch of the
+    best dev accuracy kept), saves that model in `directory` (save_pretrained's layout, beside
+    the logs) and returns its metrics, exported (but with --no_export) in `directory`/export/."""
+    best, history = finetuning.fit_keeping_best(
+        classifier, data["train"], data["dev"], directory, epochs=args.epochs,
+        steps_per_epoch=steps_per_epoch, strategy=strategy)
     kbm.save_pretrained(best, directory, preprocessor, overwrite=True)
-    with open(history_file, encoding="utf-8") as f:
-        dev = [float(row["val_accuracy"]) for row in csv.DictReader(f)]
+    dev = [float(row["val_accuracy"]) for row in history]
     metrics = {"dev_accuracy_per_epoch": [round(a, 6) for a in dev],
                "best_epoch": int(np.argmax(dev)) + 1}
     for split in ("dev", "test"):

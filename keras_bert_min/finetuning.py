@@ -1,0 +1,68 @@
+"""A fine-tuning run that cannot lose work, shared by the task recipes
+(`recipes/finetune_classifier.py`, `recipes/finetune_tagger.py`).
+
+The run is written to `<output_dir>.partial` (`_checks.partial_path`) under a lock and renamed
+to `output_dir` when finished, so a directory with that name always holds a complete run.
+`model.fit` backs up every epoch (`backup.BackupAndRestore`): a killed run, re-run with the same
+command, resumes from its last complete epoch, the data reshuffled as the uninterrupted run's
+would be. `callbacks.BestModel` keeps the epoch of the best dev score.
+"""
+
+import csv
+import os
+import shutil
+import sys
+
+import keras
+
+from keras_bert_min import backup, callbacks
+from keras_bert_min._checks import stop_point
+
+BEST_DIR = "best_epoch"
+HISTORY_FILE = "history.csv"
+
+
+def fit_keeping_best(model, train, dev, directory, *, epochs, steps_per_epoch, strategy,
+                     monitor="val_accuracy"):
+    """Fits `model` for `epochs` of `steps_per_epoch` batches of `train` (a finite dataset,
+    reshuffled every pass), resuming from the backup in `directory` if a killed run left one.
+
+    Returns:
+        `(best, history)`: the model of the epoch with the highest `monitor` on `dev`, loaded
+        under `strategy`, and the rows of `directory`/history.csv (one dict per epoch).
+    """
+    resumed = backup.completed_epochs(backup.backup_directory(directory))
+    if resumed:
+        print(f"Resuming from the backup of epoch {resumed}.")
+    else:  # what a run killed before its first backup left
+        for name in os.listdir(directory):
+            if name != ".lock":
+                path = os.path.join(directory, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    history_file = os.path.join(directory, HISTORY_FILE)
+    callbacks.drop_rows_after(history_file, "epoch", resumed - 1)  # Keras counts from 0
+    best_dir = os.path.join(directory, BEST_DIR)
+    # The dataset repeats, so epoch k of a resumed run shuffles as epoch k of one that was not
+    # killed: the same seeded reshuffles, the first k skipped.
+    model.fit(train.repeat().skip(resumed * steps_per_epoch), validation_data=dev,
+              epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, callbacks=[
+                  callbacks.BestModel(best_dir, monitor=monitor),
+                  keras.callbacks.CSVLogger(history_file, append=True),
+                  keras.callbacks.TensorBoard(os.path.join(directory, "logs")),
+                  backup.BackupAndRestore(backup.backup_directory(directory))],
+              verbose=1 if sys.stdout.isatty() else 2)
+    stop_point("finetune:after_last_epoch")
+    with strategy.scope():
+        best = keras.saving.load_model(os.path.join(best_dir, "model.keras"))
+    with open(history_file, encoding="utf-8") as f:
+        history = list(csv.DictReader(f))
+    return best, history
+
+
+def finish(work, output_dir):
+    """Removes what only a resumed run needed and renames `work` to `output_dir`: call it last,
+    inside the lock of `work`, after the run's metrics file is written."""
+    backup.remove_backups(work)  # kept until now: a kill above resumes at the end
+    shutil.rmtree(os.path.join(work, BEST_DIR))  # saved by the recipe as the run's model
+    os.remove(os.path.join(work, ".lock"))
+    os.rename(work, output_dir)
