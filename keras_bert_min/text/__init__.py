@@ -15,6 +15,7 @@
                      tf.data batches (read_columns, classifier_dataset); LabelMap
     conll.py         tagged words (NER/POS): CoNLL and JSONL readers, word-piece windows,
                      conlleval's entity scores
+    handmade.py      hand-made labelled sets (NER) for recipe defaults and tests
 """
 
 from keras_bert_min.text.corpus import (expand_paths, iter_documents, read_documents,
