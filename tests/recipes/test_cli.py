@@ -13,6 +13,8 @@ from tests.recipes.conftest import run_recipe
     ("pretrain.py", ["--steps", "0"], "--steps must be an integer of at least 1, got 0."),
     ("finetune_classifier.py", ["--dev_fraction", "1"],
      "--dev_fraction must be in (0, 1), got 1.0."),
+    ("finetune_tagger.py", ["--seq_length", "2"],
+     "--seq_length must be an integer of at least 3 ([CLS], a word piece and [SEP]), got 2."),
     ("export.py", ["--pretrained", "x", "--export_base", "y", "--rest_port", "0"],
      "--rest_port must be an integer in [1, 65535], got 0."),
     ("create_pretraining_data.py", ["--input_file", "a.txt", "--output_file", "out",
@@ -90,7 +92,8 @@ def test_lower_case_flag():
         cli.lower_case_flag("maybe")
 
 
-@pytest.mark.parametrize("script", ["pretrain.py", "finetune_classifier.py", "export.py",
+@pytest.mark.parametrize("script", ["pretrain.py", "finetune_classifier.py",
+                                    "finetune_tagger.py", "export.py",
                                     "create_pretraining_data.py"])
 def test_every_flag_of_every_recipe_has_help(script):
     import importlib.util

@@ -12,7 +12,8 @@ from tests.recipes.conftest import REPO
 sys.path.insert(0, os.path.join(REPO, "recipes"))
 import _flags  # noqa: E402
 
-RECIPES = ["pretrain.py", "finetune_classifier.py", "export.py", "create_pretraining_data.py"]
+RECIPES = ["pretrain.py", "finetune_classifier.py", "finetune_tagger.py", "export.py",
+           "create_pretraining_data.py"]
 
 HELP_PROBE = """
 import runpy, sys
@@ -27,7 +28,7 @@ print("EXIT", code, "IMPORTED", heavy)
 
 
 def test_the_flags_offer_the_packages_values():
-    from keras_bert_min import cli, distribute, optimization, pretrained
+    from keras_bert_min import cli, distribute, finetuning, optimization, pretrained
     from keras_bert_min.text import preprocessor, shards
 
     assert _flags.STRATEGIES == distribute.STRATEGIES
@@ -37,6 +38,7 @@ def test_the_flags_offer_the_packages_values():
     assert _flags.DEFAULT_SHARD_MB == shards.DEFAULT_SHARD_MB
     assert _flags.DEFAULT_WARMUP_FRACTION == optimization.DEFAULT_WARMUP_FRACTION
     assert _flags.DEFAULT_SEQ_LENGTH == pretrained.DEFAULT_SEQ_LENGTH
+    assert _flags.MINILM_PACKAGE == finetuning.MINILM_PACKAGE
 
 
 @pytest.mark.parametrize("script", RECIPES)
