@@ -37,8 +37,9 @@ def rss_mib():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 base, started = rss_mib(), time.time()
 data = training.pretraining_data(
-    [sys.argv[2]], os.path.join(sys.argv[3], "vocab.txt"), shards_dir=os.path.join(sys.argv[3], "data"),
-    shard_mb=float(sys.argv[4]), seq_length=32, max_predictions_per_seq=5, dupe_factor=2, vocab_size=8000)
+    [sys.argv[2]], os.path.join(sys.argv[3], "vocab.txt"),
+    shards_dir=os.path.join(sys.argv[3], "data"), shard_mb=float(sys.argv[4]), seq_length=32,
+    max_predictions_per_seq=5, dupe_factor=2, vocab_size=8000)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"baseline_mib": round(base, 1), "peak_mib": round(peak, 1),
                   "instances": data.examples, "shards": len(data.shard_files or [None]),

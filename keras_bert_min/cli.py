@@ -8,12 +8,12 @@
     lower_case_flag         "auto" / "yes" / "no" (LOWER_CASE_CHOICES) -> None / True / False
 
 The parser itself is built from `recipes/_flags.py` (the standard library only), so that
-`--help` answers before TensorFlow is imported. A recipe checks its flags with the package's own checks (`_checks.check_int`,
-`_checks.check_fraction`), passing the flag as the name ("--steps must be an integer of at least
-1, got 0."), so its errors read as the package's do. Every ValueError or FileNotFoundError, from
-the checks or from the work, and every OSError (a full disk, a missing file), leaves the
-program the same way: one `error:` line, exit code 2 (argparse's own code for a usage error);
-any other exception is a bug and keeps its traceback.
+`--help` answers before TensorFlow is imported. A recipe checks its flags with the package's
+own checks (`_checks.check_int`, `_checks.check_fraction`), passing the flag as the name
+("--steps must be an integer of at least 1, got 0."), so its errors read as the package's do.
+Every ValueError or FileNotFoundError, from the checks or from the work, and every OSError (a
+full disk, a missing file), leaves the program the same way: one `error:` line, exit code 2
+(argparse's own code for a usage error); any other exception is a bug and keeps its traceback.
 """
 
 import os

@@ -90,8 +90,9 @@ def _line_pieces(path):
             if not block:
                 break
             while len(carry) > max_piece_chars:
-                cut = max(carry.rfind(" ", 0, max_piece_chars), carry.rfind("\t", 0, max_piece_chars))
-                cut = cut + 1 if cut > 0 else max_piece_chars
+                cut = max(carry.rfind(" ", 0, max_piece_chars),
+                          carry.rfind("\t", 0, max_piece_chars))
+                cut = cut + 1 if cut > 0 else max_piece_chars  # no whitespace: cut anyway
                 yield carry[:cut], False
                 carry = carry[cut:]
     if blank:
@@ -115,7 +116,6 @@ def survey_file(path):
     footer (from the first "END OF ..." line after it) are stripped (None: no such line)."""
     start_line = end_line = None
     lines = one_sentence = 0
-    number = -1
     for number, (piece, ends_line) in enumerate(_whole_or_first_pieces(path)):
         if _GUTENBERG_START.match(piece):
             start_line, end_line = number, None

@@ -81,6 +81,7 @@ def test_bad_input_is_named_before_any_model_is_built(tmp_path, capsys):
     assert "--train needs --dev" in recipe_error(
         capsys, recipe.main, ["--train", str(train), "--output_dir", out])
     train.write_text("EU B-ORG\nrejects O\n", encoding="utf-8")
-    assert re.search(r"eng.testa:1: tags \['B-LOC'\] never occur in the training data", recipe_error(
-        capsys, recipe.main, ["--train", str(train), "--dev", str(dev), "--output_dir", out]))
+    message = recipe_error(capsys, recipe.main, ["--train", str(train), "--dev", str(dev),
+                                                 "--output_dir", out])
+    assert re.search(r"eng.testa:1: tags \['B-LOC'\] never occur in the training data", message)
     assert not os.path.exists(out)

@@ -230,7 +230,8 @@ def test_two_workers_train_together(small_corpus, tmp_path):
     assert "on 2 replica(s)" in outputs[0]
     # Over --shard_mb, each worker paired and reads only its own shards: 0, 2, ... and 1, 3, ...
     for index, output in enumerate(outputs):
-        assert re.search(rf"shard\(s\) of \d+ examples in \S+/data/worker-{index}\.", output), output
+        assert re.search(rf"shard\(s\) of \d+ examples in \S+/data/worker-{index}\.",
+                         output), output
     chief = final_weights(out)
     other = [np.asarray(w) for w in keras.saving.load_model(
         str(out / "workers" / "worker-1" / "model.keras")).weights]

@@ -84,7 +84,8 @@ def test_conlleval_rates_by_hand():
     gold = [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]]
     predicted = [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "B-LOC"]]
     scores = conlleval(gold, predicted)
-    assert (scores["correct_chunks"], scores["gold_chunks"], scores["predicted_chunks"]) == (2, 3, 4)
+    counts = (scores["correct_chunks"], scores["gold_chunks"], scores["predicted_chunks"])
+    assert counts == (2, 3, 4)
     assert scores["precision"] == 0.5 and scores["recall"] == pytest.approx(2 / 3)
     assert scores["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
     assert scores["accuracy"] == 5 / 6
