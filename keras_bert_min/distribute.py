@@ -7,6 +7,7 @@ Build and compile models inside `strategy.scope()`; feed `model.fit` batches of
 import json
 import os
 import signal
+import socket
 import threading
 import warnings
 
@@ -40,9 +41,8 @@ def get_strategy(name="auto", tpu=None):
             raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
                              "environment variable, which is not set; see the README's "
                              "multi-worker section.")
-        # The wait for the peers is in TF's C++ runtime, silent, holding the GIL, with TF's
-        # preemption notifier installed for SIGTERM: say whom we wait for (SIGKILL stops it).
-        _say_who_we_wait_for(os.environ["TF_CONFIG"])
+        # TF's own wait for the peers is silent and takes SIGTERM: wait for them here first.
+        _wait_for_peers(os.environ["TF_CONFIG"])
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         _give_sigterm_back()
         enable_keras_multi_worker_fit()
@@ -68,24 +68,60 @@ def get_strategy(name="auto", tpu=None):
 
 def _give_sigterm_back():
     """SIGTERM stops the process again, as it does off a cluster. TF's preemption notifier took
-    it over while the strategy was made, and only records it (for `PreemptionCheckpointHandler`,
-    unused here), so a scheduler's SIGTERM was ignored for the whole run; a run stopped this way
-    resumes from its last backup."""
+    it over while the strategy was made (the peers have all started by then, see
+    `_wait_for_peers`, so that is brief), and only records it (for `PreemptionCheckpointHandler`,
+    unused here): a scheduler's SIGTERM would be ignored for the whole run. A run stopped this
+    way resumes from its last backup."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _say_who_we_wait_for(tf_config):
-    """Prints which tasks this one waits for: their start-up can take minutes, silently."""
+def _wait_for_peers(tf_config, poll_seconds=0.5):
+    """Waits, in Python, until every other task of TF_CONFIG's cluster has started, saying whom
+    it waits for: TF's own wait is silent, holds the GIL and has its preemption notifier take
+    SIGTERM, so a task whose peers never come could only be SIGKILLed. Here SIGTERM works.
+
+    Each task listens on its own cluster port (free until TF's server starts there) and
+    connects to every other task's, sending its address; a peer counts as started once this
+    task reached it or was reached by it, so no task stops listening before every peer knows
+    about it, in any start order."""
     try:
         config = json.loads(tf_config)
-        task = f"{config['task']['type']} {config['task']['index']}"
-        tasks = [address for kind in config["cluster"] for address in config["cluster"][kind]]
-    except (ValueError, KeyError, TypeError):
+        me = config["cluster"][config["task"]["type"]][int(config["task"]["index"])]
+        tasks = [address for kind in ("chief", "worker") for address in
+                 config["cluster"].get(kind, [])]
+        port = int(me.rsplit(":", 1)[1])
+    except (ValueError, KeyError, TypeError, IndexError):
         raise ValueError(f"TF_CONFIG is not a cluster spec with a task: {tf_config[:200]!r}; "
                          "see the README's multi-worker section.") from None
-    print(f"{task.capitalize()}: waiting for the {len(tasks)} tasks of TF_CONFIG's cluster "
-          f"({', '.join(tasks)}) to start...", flush=True)
+    peers = [address for address in tasks if address != me]
+    task = f"{config['task']['type']} {config['task']['index']}".capitalize()
+    print(f"{task}: waiting for the {len(peers)} other task(s) of TF_CONFIG's cluster "
+          f"({', '.join(peers)}) to start...", flush=True)
+    seen = set()
+    with socket.create_server(("", port)) as listener:
+        listener.settimeout(poll_seconds)
+        while len(seen) < len(peers):
+            for peer in sorted(set(peers) - seen):
+                host, peer_port = peer.rsplit(":", 1)
+                try:
+                    with socket.create_connection((host, int(peer_port)), timeout=poll_seconds) as c:
+                        c.sendall(me.encode() + b"\n")
+                    seen.add(peer)
+                except OSError:
+                    pass  # not listening yet
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(poll_seconds)
+                try:
+                    seen.add(connection.recv(256).decode(errors="replace").strip())
+                except OSError:
+                    pass
+            seen &= set(peers)
+    print(f"{task}: all {len(tasks)} tasks have started.", flush=True)
 
 
 def _tpu_strategy(tpu):

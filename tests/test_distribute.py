@@ -116,20 +116,30 @@ print("the peers came", flush=True)
 """
 
 
-def test_a_worker_waiting_for_its_peers_says_whom_it_waits_for(tmp_path):
-    """A worker whose peer never starts waits in TF's C++ runtime, where it used to be silent."""
+def free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_a_worker_waiting_for_its_peers_says_whom_and_stops_on_sigterm(tmp_path):
+    """A worker whose peer never starts says whom it waits for and, since it waits in Python
+    rather than inside TF's runtime (which holds the GIL and takes SIGTERM), a scheduler's
+    SIGTERM stops it."""
     import json
     import os
-    import socket
+    import signal
     import subprocess
     import sys
     import time
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
                                                   "task": {"type": "worker", "index": 0}})}
@@ -138,13 +148,45 @@ def test_a_worker_waiting_for_its_peers_says_whom_it_waits_for(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = worker.stdout.readline()
-        assert line == (f"Worker 0: waiting for the 2 tasks of TF_CONFIG's cluster "
-                        f"(127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}) to start...\n")
+        assert line == (f"Worker 0: waiting for the 1 other task(s) of TF_CONFIG's cluster "
+                        f"(127.0.0.1:{ports[1]}) to start...\n")
         time.sleep(2)  # inside the wait now
         assert worker.poll() is None
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == -signal.SIGTERM
     finally:
         worker.kill()
         worker.wait()
+
+
+@pytest.mark.parametrize("start_order", [(0, 1, 2), (2, 0, 1)])
+def test_every_task_of_a_cluster_sees_every_other_start(start_order, capsys):
+    # Three tasks (a chief and two workers) started at different times: each returns once
+    # all have started, whatever the order (no task stops listening before the others know).
+    import json
+    import threading
+    import time
+
+    ports = free_ports(3)
+    cluster = {"chief": [f"127.0.0.1:{ports[0]}"],
+               "worker": [f"127.0.0.1:{ports[1]}", f"127.0.0.1:{ports[2]}"]}
+    tasks = [("chief", 0), ("worker", 0), ("worker", 1)]
+    done = []
+
+    def run(kind, index):
+        distribute._wait_for_peers(json.dumps({"cluster": cluster, "task": {
+            "type": kind, "index": index}}), poll_seconds=0.1)
+        done.append((kind, index))
+
+    threads = []
+    for position in start_order:
+        threads.append(threading.Thread(target=run, args=tasks[position], daemon=True))
+        threads[-1].start()
+        time.sleep(0.5)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(done) == sorted(tasks)
+    assert capsys.readouterr().out.count("all 3 tasks have started") == 3
 
 
 def test_per_replica_batch_size(two_cpu_strategy):
