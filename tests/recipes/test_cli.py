@@ -21,6 +21,8 @@ from tests.recipes.conftest import run_recipe
                                     "--vocab_file", "v.txt", "--dupe_factor", "0"],
      "--dupe_factor must be an integer of at least 1, got 0."),
     ("export.py", ["--model", "m.keras", "--export_base", "y"], "--model needs --vocab"),
+    ("export.py", ["--pretrained", "x", "--export_base", "y", "--seq_length", "0"],
+     "--seq_length must be an integer of at least 3 ([CLS] and two [SEP]), got 0."),
 ])
 def test_every_recipe_refuses_a_bad_flag_with_one_error_line(script, args, message):
     result = run_recipe(script, args, check=False)
