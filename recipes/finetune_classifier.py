@@ -76,14 +76,13 @@ def build_parser():
 if __name__ == "__main__":  # --help answers before TensorFlow is imported
     _flags.answer_help(build_parser)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
-from keras_bert_min import cli, distribute, finetuning  # noqa: E402
-from keras_bert_min._checks import (check_fraction, check_int, check_positive,  # noqa: E402
-                                    directory_lock, partial_path, write_json)
+from keras_bert_min import cli, finetuning  # noqa: E402
+from keras_bert_min._checks import (check_fraction, directory_lock, partial_path,  # noqa: E402
+                                    write_json)
 from keras_bert_min.text import labelled  # noqa: E402
 
 
@@ -93,18 +92,11 @@ def parse_args(argv=None):
 
 def check_args(args):
     """Argument errors, before any data is read or any model is built."""
-    for name in ("epochs", "batch_size"):
-        check_int(f"--{name}", getattr(args, name))
-    check_int("--seq_length", args.seq_length, 3, hint=" ([CLS] and two [SEP])")
-    check_positive("--learning_rate", args.learning_rate)
+    finetuning.check_args(args, seq_length_hint=" ([CLS] and two [SEP])")
     check_fraction("--dev_fraction", args.dev_fraction, low_open=True, high_open=True)
-    check_fraction("--warmup_fraction", args.warmup_fraction, high_open=True)
-    check_fraction("--dropout", args.dropout, high_open=True)
     if args.train is None and (args.dev or args.test):
         raise ValueError("--dev and --test need --train (without --train the movie reviews are "
                          "used, with their own dev and test files).")
-    if args.init is not None and not os.path.isdir(args.init):
-        raise ValueError(f"--init {args.init} is not a directory.")
     cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)
 
 
@@ -156,12 +148,7 @@ def main(argv=None):
     if steps_per_epoch == 0:
         raise ValueError(f"{len(splits['train']['texts'])} training examples make no full batch "
                          f"of --batch_size {args.batch_size}; lower it.")
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(args.seed)
-    strategy = distribute.get_strategy(args.strategy, args.tpu)
-    args.precision = distribute.set_precision(args.precision, strategy)
-    distribute.per_replica_batch_size(args.batch_size, strategy)  # checks it splits evenly
+    strategy = finetuning.start(args)
     with strategy.scope():
         try:
             classifier, preprocessor = load_init(args, labels)

@@ -39,6 +39,19 @@ POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 # --- small utilities -------------------------------------------------------------------------
 
+def free_ports(count):
+    """`count` TCP ports on 127.0.0.1 free a moment ago (for local multi-worker clusters)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def call(layer, args, **kwargs):
     """`layer(*args)`: the arguments are a tuple of positional call arguments."""
     return layer(*args, **kwargs)

@@ -8,6 +8,7 @@ from keras_bert_min.models import bert_pretrainer
 from keras_bert_min.optimization import create_optimizer
 from keras_bert_min.training import compile_pretrainer, split_pretraining_features
 from tests.fixtures import TINY
+from tests.helpers import free_ports
 
 
 def features(batch=16, seq=12, predictions=3, seed=0):
@@ -114,18 +115,6 @@ from keras_bert_min import distribute
 distribute.get_strategy("multi_worker")
 print("the peers came", flush=True)
 """
-
-
-def free_ports(count):
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_a_worker_waiting_for_its_peers_says_whom_and_stops_on_sigterm(tmp_path):

@@ -41,6 +41,17 @@ def recipe_error(capsys, function, argv):
     return errors[0][len("error: "):]
 
 
+def load_recipe(script):
+    """`recipes/<script>` imported as a module (as tests call a recipe's functions)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(script[:-3],
+                                                  os.path.join(REPO, "recipes", script))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
 def run_recipe(script, args, env=None, check=True, timeout=600):
     """Runs `recipes/<script>` in a fresh Python process; returns the CompletedProcess."""
     result = subprocess.run([sys.executable, os.path.join(REPO, "recipes", script), *args],

@@ -1,6 +1,5 @@
 """recipes/finetune_classifier.py: a tiny run end to end, and bad input refused before training."""
 
-import importlib.util
 import json
 import os
 import re
@@ -15,7 +14,8 @@ from keras_bert_min.models import bert_encoder
 from keras_bert_min.pretrained import from_pretrained
 from keras_bert_min.tasks import BertClassifier, bert_classifier
 from keras_bert_min.text.labelled import split_off_dev
-from tests.recipes.conftest import REPO, recipe_error, run_recipe
+from tests.recipes import conftest
+from tests.recipes.conftest import recipe_error, run_recipe
 
 WORDS = {"pos": ["good", "great", "excellent"], "neg": ["bad", "awful", "terrible"]}
 FILLER = ["the", "movie", "was", "really", "plot", "acting"]
@@ -25,11 +25,7 @@ TINY = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1,
 
 
 def load_recipe():
-    spec = importlib.util.spec_from_file_location(
-        "finetune_classifier", os.path.join(REPO, "recipes", "finetune_classifier.py"))
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    return recipe
+    return conftest.load_recipe("finetune_classifier.py")
 
 
 def write_csv(path, rows, header=("text", "sentiment")):

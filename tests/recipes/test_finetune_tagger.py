@@ -10,21 +10,14 @@ import numpy as np
 import pytest
 
 from keras_bert_min._checks import STOP_AT_ENV
+from tests.recipes import conftest
 from tests.recipes.conftest import recipe_error, run_recipe
 
 QUICK = ["--epochs", "2", "--seq_length", "24", "--deterministic"]
 
 
 def load_recipe():
-    import importlib.util
-
-    from tests.recipes.conftest import REPO
-
-    spec = importlib.util.spec_from_file_location(
-        "finetune_tagger", os.path.join(REPO, "recipes", "finetune_tagger.py"))
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    return recipe
+    return conftest.load_recipe("finetune_tagger.py")
 
 
 def test_the_default_data_trains_a_tagger_that_loads_and_scores_the_same(tmp_path):

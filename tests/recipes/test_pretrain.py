@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ import keras
 
 import keras_bert_min as kbm
 from keras_bert_min._checks import STOP_AT_ENV, directory_lock
+from tests.helpers import free_ports
 from tests.recipes.conftest import REPO, recipe_error, run_recipe
 
 SMALL = ["--config", "tiny", "--seq_length", "32", "--max_predictions_per_seq", "5",
@@ -199,16 +199,6 @@ def test_a_second_run_on_a_busy_output_dir_is_refused_at_once(small_corpus, tmp_
         message = recipe_error(capsys, recipe.main, recipe_args(corpus, vocab, tmp_path / "busy"))
     assert re.fullmatch(rf"{tmp_path}/busy is in use by another run \(pid {os.getpid()} on .*\); "
                         r"wait for it to finish, or pass another --output_dir\.", message)
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_two_workers_train_together(small_corpus, tmp_path):
