@@ -12,12 +12,14 @@ Where each job lives (every import points down this list):
     layers.py        the BERT layers
     models.py        BertEncoder, BertPretrainer
     optimization.py  schedule, AdamW / Lamb, create_optimizer
-    tasks.py         task models, their losses, metrics and decoding
+    task_metrics.py  the task heads' losses and metrics, regression scores
+    tasks.py         task models and span decoding
     weights.py       Google TF1 checkpoints; hf_weights.py: Hugging Face safetensors
     pretrained.py    save_pretrained / from_pretrained: ours, Google's and Hugging Face's
     mask_filling.py  fill_mask: a pretrainer's guesses for the [MASK]s of a text
     training.py      pretraining losses, metrics and callbacks
     distribute.py    strategies, precision
+    signatures.py    each model's serving signatures (text in, answers out)
     export.py        TF Serving SavedModels
     corpora.py       public corpora fetched into a checksummed cache
     text/            normalisation, vocab, preprocessor, corpus, pretraining data, labelled files
@@ -32,9 +34,10 @@ from keras_bert_min.mask_filling import fill_mask
 from keras_bert_min.models import BertEncoder, BertPretrainer, bert_encoder, bert_pretrainer
 from keras_bert_min.optimization import create_optimizer, finetuning_optimizer
 from keras_bert_min.pretrained import from_pretrained, save_pretrained
-from keras_bert_min.tasks import (BertClassifier, BertSpanPredictor, BertTokenClassifier,
-                                  bert_classifier, bert_span_predictor, bert_token_classifier,
-                                  decode_span)
+from keras_bert_min.task_metrics import regression_scores
+from keras_bert_min.tasks import (BertClassifier, BertMultipleChoice, BertSpanPredictor,
+                                  BertTokenClassifier, bert_classifier, bert_multiple_choice,
+                                  bert_span_predictor, bert_token_classifier, decode_span)
 from keras_bert_min.text.labelled import LabelMap, classifier_dataset, read_columns
 from keras_bert_min.text.preprocessor import BertPreprocessor
 from keras_bert_min.training import (compile_pretrainer, pretraining_losses, pretraining_metrics,
@@ -47,8 +50,9 @@ __all__ = [
     "PRESETS", "BertConfig",
     "BertEmbedding", "TransformerEncoderBlock", "MaskedLMHead", "NextSentenceHead", "PaddingMask",
     "BertEncoder", "BertPretrainer", "bert_encoder", "bert_pretrainer",
-    "BertClassifier", "BertTokenClassifier", "BertSpanPredictor",
-    "bert_classifier", "bert_token_classifier", "bert_span_predictor", "decode_span",
+    "BertClassifier", "BertTokenClassifier", "BertSpanPredictor", "BertMultipleChoice",
+    "bert_classifier", "bert_token_classifier", "bert_span_predictor", "bert_multiple_choice",
+    "decode_span", "regression_scores",
     "create_optimizer", "finetuning_optimizer",
     "compile_pretrainer", "pretraining_losses", "pretraining_metrics",
     "split_pretraining_features",

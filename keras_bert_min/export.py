@@ -8,12 +8,16 @@
                            /assets.extra/vocab.txt             the preprocessor's vocabulary and
                            /assets.extra/preprocessor.json     settings (BertPreprocessor.load)
 
-Signatures (inputs -> outputs, all batch and sequence dimensions dynamic):
+Signatures (inputs -> outputs, all batch and sequence dimensions dynamic; `signatures.py`
+builds them, with each task's text-in, answers-out outputs):
 
     serving_default   the model's own inputs, e.g. input_word_ids, input_mask, input_type_ids
                       int32 [B, S] -> the model's outputs
-    serve_text        text tf.string [B] -> the model's outputs and input_word_ids
+    serve_text        text tf.string [B] -> the model's outputs and input_word_ids (a tagger:
+                      also tags and each piece's byte offsets in the text)
     serve_text_pair   text_a, text_b tf.string [B] -> the same, for sentence pairs
+    serve_question    question, context [B] -> answer text, byte offsets, score (span predictor)
+    serve_choices     context [B], choices [B, K] -> choice, probabilities (multiple choice)
 
 The text signatures pad each request only to its longest example (`text_padding="longest"`, the
 default; at most the preprocessor's seq_length), so per-token outputs are [B, L, ...] with L
@@ -56,11 +60,16 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_bert_min._checks import atomic_directory, check_int, stop_point, write_json
 from keras_bert_min.config import ENCODER_INPUTS
-from keras_bert_min.text.preprocessor import PADDING_MODES, graph_op_types, unservable_ops
+from keras_bert_min import signatures
+from keras_bert_min.signatures import is_classifier, signature_functions
+from keras_bert_min.tasks import BertTokenClassifier
+from keras_bert_min.text.preprocessor import PADDING_MODES
+from keras_bert_min.text.serving_ops import graph_op_types, unservable_ops
 
-SERVING_DEFAULT = "serving_default"
-SERVE_TEXT = "serve_text"
-SERVE_TEXT_PAIR = "serve_text_pair"
+# The signature names, part of this module's API too (recipes and benchmarks use them here).
+SERVING_DEFAULT, SERVE_TEXT, SERVE_TEXT_PAIR, SERVE_QUESTION, SERVE_CHOICES = (
+    signatures.SERVING_DEFAULT, signatures.SERVE_TEXT, signatures.SERVE_TEXT_PAIR,
+    signatures.SERVE_QUESTION, signatures.SERVE_CHOICES)
 METADATA_FILE = os.path.join("assets.extra", "keras_bert_min.json")
 VOCAB_FILE = os.path.join("assets.extra", "vocab.txt")
 
@@ -70,7 +79,7 @@ _VERSION_DIR = re.compile(r"[0-9]+")
 
 
 def export_saved_model(model, export_base, preprocessor=None, version=None, label_names=None,
-                       text_padding="longest"):
+                       text_padding="longest", max_answer_length=30, null_score_threshold=None):
     """Exports a Keras BERT model as a new version for TF Serving; see the module docstring.
 
     Args:
@@ -88,6 +97,11 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
         text_padding: how the text signatures pad: "longest" (each request to its longest
             example) or "max_length" (to the preprocessor's seq_length); see the module
             docstring.
+        max_answer_length: a span predictor's `serve_question`: the longest answer in word
+            pieces (Google's run_squad.py default, 30).
+        null_score_threshold: a span predictor's `serve_question` answers "" (SQuAD 2.0's no
+            answer) where [CLS]'s score beats the best span's by more than this; None (the
+            default, for SQuAD 1.1) always answers.
 
     Returns:
         str, the version directory, e.g. "<export_base>/3".
@@ -106,6 +120,10 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
     if text_padding not in PADDING_MODES:
         raise ValueError(f"text_padding must be one of {PADDING_MODES}, got {text_padding!r}.")
     label_names = _checked_label_names(model, label_names)
+    check_int("max_answer_length", max_answer_length)
+    if null_score_threshold is not None and not isinstance(null_score_threshold, (int, float)):
+        raise ValueError(f"null_score_threshold must be a number or None, got "
+                         f"{null_score_threshold!r}.")
     export_base = _writable_export_base(export_base)
     _remove_empty_versions(export_base)
     version = _checked_version(export_base, version)
@@ -114,14 +132,14 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
     # Built as "<version>.partial", which TF Serving does not take for a version (not all
     # digits), and renamed when complete; a re-run removes what a killed export left.
     with atomic_directory(final_dir) as work_dir:
-        signatures = _signature_functions(model, preprocessor, input_specs, label_names,
-                                          text_padding)
+        signatures = signature_functions(model, preprocessor, input_specs, label_names,
+                                         text_padding, max_answer_length, null_score_threshold)
         _write_saved_model(model, preprocessor, signatures, work_dir)
         unservable = unservable_saved_model_ops(work_dir)
         if unservable:
             raise ValueError(f"The exported graph uses ops stock TF Serving lacks: {unservable}. "
                              "Use core TensorFlow ops or the TF Text ops in "
-                             "text.preprocessor.SERVING_SAFE_TF_TEXT_OPS.")
+                             "text.serving_ops.SERVING_SAFE_TF_TEXT_OPS.")
         _write_assets_extra(model, preprocessor, signatures, label_names, text_padding, work_dir)
         stop_point("export:written_not_renamed")
     return final_dir
@@ -171,14 +189,15 @@ def _check_preprocessor(model, preprocessor):
 
 
 def _checked_label_names(model, label_names):
-    if label_names is None:  # a classifier's own names, when it has them
-        label_names = getattr(model, "label_names", None) if is_classifier(model) else None
+    named = is_classifier(model) or isinstance(model, BertTokenClassifier)
+    if label_names is None:  # a classifier's or tagger's own names, when it has them
+        label_names = getattr(model, "label_names", None) if named else None
     if label_names is None:
         return None
     names = [str(name) for name in label_names]
-    if not is_classifier(model):
+    if not named:
         raise ValueError(f"label_names need a classifier (an output 'logits' of shape [B, C], "
-                         f"C > 1); {model.name} outputs {_output_shapes(model)}.")
+                         f"C > 1) or a tagger; {model.name} outputs {_output_shapes(model)}.")
     num_classes = model.output["logits"].shape[-1]
     if len(names) != num_classes or len(set(names)) != len(names):
         raise ValueError(f"label_names must be {num_classes} distinct names, one per class of "
@@ -248,82 +267,6 @@ def _checked_version(export_base, version):
 
 # --- the SavedModel ------------------------------------------------------------------------------
 
-def _signature_functions(model, preprocessor, input_specs, label_names, text_padding):
-    """Signature name -> concrete function, as listed in the module docstring."""
-
-    def model_outputs(inputs):
-        outputs = model(inputs, training=False)
-        outputs = {name: _as_float32(tensor) for name, tensor in outputs.items()}
-        if is_classifier(model):
-            outputs["probabilities"] = tf.nn.softmax(outputs["logits"], axis=-1)
-            outputs["label"] = tf.argmax(outputs["logits"], axis=-1, output_type=tf.int32)
-        if label_names is not None:
-            outputs["label_name"] = tf.gather(tf.constant(label_names), outputs["label"])
-        return outputs
-
-    def text_outputs(segments):
-        inputs = preprocessor(segments, padding=text_padding)
-        return {**model_outputs(inputs), "input_word_ids": inputs["input_word_ids"]}
-
-    # In-graph checks: TF Serving's session feeds the placeholders without the shape checks of
-    # a Python signature call, and the graph would flatten a [B, N] batch or fail deep inside
-    # the packing on a pair of unequal lengths.
-    def one_text_per_example(text, name):
-        with tf.control_dependencies([tf.debugging.assert_rank(
-                text, 1, message=f"{name} must be a list of strings (one per example)")]):
-            return tf.identity(text)
-
-    def serve_text(text):
-        return text_outputs(one_text_per_example(text, "text"))
-
-    def serve_text_pair(text_a, text_b):
-        text_a, text_b = one_text_per_example(text_a, "text_a"), one_text_per_example(text_b,
-                                                                                     "text_b")
-        with tf.control_dependencies([tf.debugging.assert_equal(
-                tf.size(text_a), tf.size(text_b),
-                message="text_a and text_b must be lists of the same length (one text_b for "
-                        "each text_a)")]):
-            return text_outputs([tf.identity(text_a), tf.identity(text_b)])
-
-    signatures = {SERVING_DEFAULT: _concrete(model_outputs, [input_specs])}
-    if preprocessor is not None:
-        signatures[SERVE_TEXT] = _concrete(serve_text, [_text_spec("text")])
-        signatures[SERVE_TEXT_PAIR] = _concrete(serve_text_pair,
-                                                [_text_spec("text_a"), _text_spec("text_b")])
-    return signatures
-
-
-def _concrete(function, input_signature):
-    # No AutoGraph: nothing here branches on tensor values.
-    return tf.function(function, input_signature=input_signature,
-                       autograph=False).get_concrete_function()
-
-
-def _text_spec(name):
-    return tf.TensorSpec([None], tf.string, name=name)
-
-
-def _as_float32(tensor):
-    return tf.cast(tensor, tf.float32) if tensor.dtype.is_floating else tensor
-
-
-def is_classifier(model):
-    """Whether the export adds `probabilities`, `label` (and `label_name`) to the outputs.
-
-    Args:
-        model: a Keras model with dict outputs.
-
-    Returns:
-        True if it has an output `logits` of shape [B, C] with C > 1 (C = 1 is a regressor).
-
-    Example:
-    >>> is_classifier(bert_classifier("tiny", num_classes=3)), is_classifier(bert_encoder("tiny"))
-    (True, False)
-    """
-    logits = model.output.get("logits")
-    return logits is not None and len(logits.shape) == 2 and (logits.shape[-1] or 0) > 1
-
-
 def _write_saved_model(model, preprocessor, signatures, directory):
     module = tf.Module()
     # The wrapped tf.Variables, not the Keras ones: see the module docstring.
@@ -388,7 +331,7 @@ def saved_model_op_types(export_dir):
 def unservable_saved_model_ops(export_dir):
     """The op types of a SavedModel that stock TF Serving may lack; [] means servable.
 
-    Allowed are core TensorFlow ops and `text.preprocessor.SERVING_SAFE_TF_TEXT_OPS`.
+    Allowed are core TensorFlow ops and `text.serving_ops.SERVING_SAFE_TF_TEXT_OPS`.
 
     Args:
         export_dir: a SavedModel directory.

@@ -20,7 +20,8 @@ import safetensors.numpy
 
 from keras_bert_min._checks import atomic_file
 from keras_bert_min.models import BertEncoder, BertPretrainer
-from keras_bert_min.tasks import BertClassifier, BertSpanPredictor, BertTokenClassifier
+from keras_bert_min.tasks import (BertClassifier, BertMultipleChoice, BertSpanPredictor,
+                                  BertTokenClassifier)
 from keras_bert_min.weights import (GOOGLE_NSP_WEIGHTS, LoadReport, assign_all, check_matches,
                                     google_targets, head_skip_reason)
 
@@ -31,6 +32,7 @@ HF_ARCHITECTURES = {
     BertClassifier: "BertForSequenceClassification",
     BertTokenClassifier: "BertForTokenClassification",
     BertSpanPredictor: "BertForQuestionAnswering",
+    BertMultipleChoice: "BertForMultipleChoice",
 }
 # transformers builds these two without a pooler (`add_pooling_layer=False`): a pooler in
 # their file would be an unexpected key, and theirs is never read.
@@ -222,6 +224,8 @@ def hf_config(model, label_names=None):
                                   else "single_label_classification")
     if isinstance(model, BertTokenClassifier):  # ours; transformers keeps unknown keys as is
         config["ignore_label"] = model.ignore_label
+    if isinstance(model, BertMultipleChoice):
+        config["classifier_dropout"] = model.dropout
     return config
 
 
@@ -250,6 +254,8 @@ def hf_model_kind(config_values):
             settings["label_names"] = names
         if config_values.get("classifier_dropout") is not None:
             settings["dropout"] = float(config_values["classifier_dropout"])
+    if model_class is BertMultipleChoice and config_values.get("classifier_dropout") is not None:
+        settings["dropout"] = float(config_values["classifier_dropout"])
     if model_class is BertTokenClassifier and "ignore_label" in config_values:
         settings["ignore_label"] = int(config_values["ignore_label"])
     return model_class, settings

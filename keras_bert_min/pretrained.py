@@ -31,7 +31,8 @@ from keras_bert_min.config import BertConfig
 from keras_bert_min.hf_weights import (hf_config, hf_model_kind, hf_tokenizer_config,
                                        load_hf_weights, save_hf_weights)
 from keras_bert_min.models import BertEncoder, BertPretrainer
-from keras_bert_min.tasks import BertClassifier, BertSpanPredictor, BertTokenClassifier
+from keras_bert_min.tasks import (BertClassifier, BertMultipleChoice, BertSpanPredictor,
+                                  BertTokenClassifier)
 from keras_bert_min.text.labelled import LabelMap
 from keras_bert_min.text.preprocessor import SETTINGS_FILE, VOCAB_FILE, BertPreprocessor
 # find_checkpoint_prefix: a directory names the same checkpoint here as in load_google_checkpoint.
@@ -62,6 +63,7 @@ MODEL_CLASSES = {
     "classifier": BertClassifier,
     "token_classifier": BertTokenClassifier,
     "span_predictor": BertSpanPredictor,
+    "multiple_choice": BertMultipleChoice,
 }
 _KIND_OF_CLASS = {cls: kind for kind, cls in MODEL_CLASSES.items()}
 _LABELLED = (BertClassifier, BertTokenClassifier)
@@ -132,6 +134,8 @@ def save_pretrained(model, directory, preprocessor=None, format="keras", label_n
                                            format="google")
             head = {"num_classes": model.num_classes, "dropout": model.dropout} \
                 if isinstance(model, _LABELLED) else {}
+            if isinstance(model, BertMultipleChoice):
+                head["dropout"] = model.dropout
             if isinstance(model, BertTokenClassifier):
                 head["ignore_label"] = model.ignore_label
             write_json(os.path.join(staging, MODEL_KIND_FILE), {"model": kind, **head})
@@ -189,7 +193,7 @@ def from_pretrained(directory, model="auto", seq_length=None, lower_case=None, n
             names (what `save_pretrained` wrote, the `BertFor...` class of a Hugging Face
             config, an encoder for Google's releases). Or one of `MODEL_CLASSES`: "encoder",
             "pretrainer" (needs the heads' weights), "classifier", "token_classifier",
-            "span_predictor". A task model takes its head from the directory when that holds the
+            "span_predictor", "multiple_choice". A task model takes its head from the directory when that holds the
             same task, and gets a new (random) head on the directory's encoder otherwise.
         seq_length: the preprocessor's output length; default: the saved one, else 128.
         lower_case: whether the preprocessor lower-cases; default: the saved setting, else
@@ -197,7 +201,8 @@ def from_pretrained(directory, model="auto", seq_length=None, lower_case=None, n
             `multi_cased_L-...` are cased, anything else uncased).
         num_classes: the class count of a new classifier or tagger head (required then); for a
             saved head of the same task it must match.
-        dropout: the dropout rate of a new classifier or tagger head (default 0.1).
+        dropout: the dropout rate of a new classifier, tagger or multiple-choice head
+            (default 0.1).
         allow_missing_pooler: see `hf_weights.load_hf_weights`.
 
     Returns:
@@ -222,10 +227,11 @@ def from_pretrained(directory, model="auto", seq_length=None, lower_case=None, n
     else:
         bert, saved_head = _from_weights_files(directory, model, num_classes, dropout,
                                                allow_missing_pooler)
-    if (num_classes is not None or dropout is not None) and not isinstance(bert, _LABELLED):
+    if (num_classes is not None and not isinstance(bert, _LABELLED)) or (
+            dropout is not None and not isinstance(bert, (*_LABELLED, BertMultipleChoice))):
         raise ValueError(f"num_classes and dropout are for a classifier or token_classifier "
-                         f"head, and {directory!r} gives a {type(bert).__name__}; pass "
-                         "model='classifier' or 'token_classifier'.")
+                         f"head (dropout also for multiple_choice), and {directory!r} gives a "
+                         f"{type(bert).__name__}; pass model='classifier' or 'token_classifier'.")
     # labels.json names the saved head's classes, never those of a new head.
     labels_file = os.path.join(directory, LABELS_FILE)
     if saved_head and isinstance(bert, _LABELLED) and bert.label_names is None \
@@ -242,6 +248,11 @@ def _new_model(kind, encoder, num_classes, dropout=None, head=None):
         return encoder
     if kind in ("pretrainer", "span_predictor"):
         return MODEL_CLASSES[kind](encoder)
+    if kind == "multiple_choice":
+        head = dict(head or {})
+        if dropout is not None:
+            head["dropout"] = dropout
+        return BertMultipleChoice(encoder, **head)
     head = dict(head or {})
     head["num_classes"] = num_classes or head.get("num_classes")
     if dropout is not None:

@@ -3,15 +3,11 @@
     BertClassifier       pooled [CLS] -> dropout -> dense: `logits` [B, C] (C = 1: regression)
     BertTokenClassifier  sequence output -> dropout -> dense: `logits` [B, S, C], padding masked
     BertSpanPredictor    sequence output -> dense(2): `start_logits`, `end_logits` [B, S]
+    BertMultipleChoice   each of K pairs -> pooled [CLS] -> dropout -> dense(1): `logits` [B, K]
 
 Each model shares the encoder it is given (training the task trains the encoder) and compiles
-with the loss and metrics of its head by default, so `model.compile()` then
-`model.fit(inputs, labels)` works:
-
-    classifier        sparse cross-entropy on `logits` [B, C]; mean squared error when C = 1
-    token classifier  sparse cross-entropy on `logits` [B, S, C], skipping padding (the model
-                      marks it with a Keras mask from `input_mask`) and `ignore_label`
-    span predictor    (cross-entropy(start) + cross-entropy(end)) / 2, as Google's run_squad.py
+with the loss and metrics of its head by default (`task_metrics.py`), so `model.compile()` then
+`model.fit(inputs, labels)` works.
 
 Predicted spans are decoded with `decode_span`. Labelled text files become `tf.data` batches
 in `keras_bert_min.text.labelled`.
@@ -26,83 +22,12 @@ from keras_bert_min._checks import check_int
 from keras_bert_min.layers import PaddingMask, bert_initializer
 from keras_bert_min.models import BertEncoder, IntegerIds, bert_encoder, encoder_inputs
 
+from keras_bert_min.task_metrics import (
+    DEFAULT_IGNORE_LABEL, SPAN_LOSS_WEIGHTS, classifier_loss, classifier_metrics,
+    multiple_choice_loss, multiple_choice_metrics, span_losses, span_metrics,
+    token_classifier_loss, token_classifier_metrics)
+
 _register = keras.saving.register_keras_serializable(package="keras_bert_min")
-
-# The ignore label of Hugging Face's token-classification datasets (and PyTorch's default).
-DEFAULT_IGNORE_LABEL = -100
-
-SPAN_OUTPUTS = ("start_logits", "end_logits")
-SPAN_LOSS_WEIGHTS = {"start_logits": 0.5, "end_logits": 0.5}
-
-
-# --- losses and metrics of each head ------------------------------------------------------------
-
-def classifier_loss(num_classes):
-    """Sparse cross-entropy on logits for `num_classes >= 2`, mean squared error for 1."""
-    if num_classes == 1:
-        return keras.losses.MeanSquaredError(name="mse_loss", dtype="float32")
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="loss",
-                                                      dtype="float32")
-
-
-def classifier_metrics(num_classes):
-    """Accuracy for classes, mean absolute error for regression (`num_classes == 1`)."""
-    if num_classes == 1:
-        return [keras.metrics.MeanAbsoluteError(name="mae", dtype="float32")]
-    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype="float32")]
-
-
-def token_classifier_loss(ignore_label=DEFAULT_IGNORE_LABEL):
-    """Sparse cross-entropy averaged over the tokens whose label is not `ignore_label`.
-
-    Padding is skipped through the Keras mask that `BertTokenClassifier` puts on its logits.
-    """
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_label,
-                                                      name="loss", dtype="float32")
-
-
-def token_classifier_metrics(ignore_label=DEFAULT_IGNORE_LABEL):
-    return [TokenAccuracy(ignore_label, name="accuracy", dtype="float32")]
-
-
-def span_losses():
-    """One sparse cross-entropy per output; compile with `SPAN_LOSS_WEIGHTS` to average them."""
-    return {name: keras.losses.SparseCategoricalCrossentropy(from_logits=True, name=f"{name}_loss",
-                                                             dtype="float32")
-            for name in SPAN_OUTPUTS}
-
-
-def span_metrics():
-    return {name: [keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype="float32")]
-            for name in SPAN_OUTPUTS}
-
-
-@_register
-class TokenAccuracy(keras.metrics.SparseCategoricalAccuracy):
-    """Token accuracy that skips `ignore_label` labels (and padding, through the logits' mask).
-
-    Args:
-        ignore_label: the label of tokens that are not scored, e.g. -100.
-
-    Example:
-    >>> metric = TokenAccuracy(ignore_label=-100)
-    >>> metric.update_state([[1, -100]], [[[0.0, 1.0], [1.0, 0.0]]])
-    >>> float(metric.result())
-    1.0
-    """
-
-    def __init__(self, ignore_label=DEFAULT_IGNORE_LABEL, name="accuracy", dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.ignore_label = ignore_label
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        scored = ops.cast(ops.not_equal(y_true, self.ignore_label), self.dtype)
-        if sample_weight is not None:
-            scored = scored * ops.cast(sample_weight, self.dtype)
-        return super().update_state(y_true, y_pred, sample_weight=scored)
-
-    def get_config(self):
-        return {**super().get_config(), "ignore_label": self.ignore_label}
 
 
 # --- the models -------------------------------------------------------------------------------
@@ -315,6 +240,75 @@ class BertSpanPredictor(_FineTuningModel):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
 
+@_register
+class FlattenChoices(keras.layers.Layer):
+    """[B, K, S] ids -> [B * K, S]: each (context, choice) pair becomes one encoder example."""
+
+    def call(self, ids):
+        return ops.reshape(ids, (-1, ops.shape(ids)[-1]))
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[-1])
+
+
+@_register
+class ChoiceLogits(keras.layers.Layer):
+    """[B * K, 1] scores and the [B, K, S] ids they came from -> logits [B, K]."""
+
+    def call(self, scores, ids):
+        shape = ops.shape(ids)
+        return ops.reshape(scores, (shape[0], shape[1]))
+
+    def compute_output_shape(self, scores_shape, ids_shape):
+        return tuple(ids_shape[:2])
+
+
+@_register
+class BertMultipleChoice(_FineTuningModel):
+    """Multiple choice (SWAG), as the BERT paper: every (context, choice) pair goes through the
+    encoder, the pooled [CLS] output through dropout and a dense layer to one score, and the K
+    scores of an example are its logits, a softmax over the choices.
+
+    Inputs: the encoder's three, int32 [B, K, S]: K packed pairs `[CLS] context [SEP] choice
+    [SEP]` per example (`text.choices.choice_inputs`). Output: `logits` float32 [B, K]. Labels
+    are the index of the right choice, int [B].
+
+    Args:
+        encoder: the `BertEncoder` to fine-tune, shared, not copied.
+        dropout: dropout rate on the pooled output.
+
+    Example:
+    >>> chooser = BertMultipleChoice(BertEncoder(BertConfig.from_preset("tiny", vocab_size=100)))
+    >>> ids = ops.ones((2, 4, 6), "int32")  # 2 examples, 4 choices, 6 tokens
+    >>> chooser({"input_word_ids": ids, "input_mask": ids, "input_type_ids": 0 * ids})["logits"].shape
+    (2, 4)
+    """
+
+    def __init__(self, encoder, dropout=0.1, **kwargs):
+        encoder = _shared_encoder(encoder, "BertMultipleChoice")
+        kwargs.setdefault("name", "bert_multiple_choice")
+        inputs = {name: keras.Input(shape=(None, None), dtype="int32", name=name)
+                  for name in encoder_inputs()}
+        flatten = FlattenChoices(name="flatten_choices")
+        pairs = {name: flatten(ids) for name, ids in inputs.items()}  # [B * K, S]
+        pooled_output = encoder(pairs)["pooled_output"]  # [B * K, H]
+        pooled_output = keras.layers.Dropout(dropout, name="dropout")(pooled_output)
+        scores = _float32_dense(1, encoder.bert_config, "choice_score")(pooled_output)
+        logits = ChoiceLogits(name="logits", dtype="float32")(scores, inputs["input_word_ids"])
+        super().__init__(inputs=inputs, outputs={"logits": logits}, **kwargs)
+        self.encoder = encoder
+        self.dropout = dropout
+
+    def default_loss(self):
+        return multiple_choice_loss()
+
+    def default_metrics(self):
+        return multiple_choice_metrics()
+
+    def get_config(self):
+        return {**super().get_config(), "dropout": self.dropout}
+
+
 def _as_encoder(config_or_encoder):
     if isinstance(config_or_encoder, BertEncoder):
         return config_or_encoder
@@ -336,6 +330,11 @@ def bert_token_classifier(config_or_encoder, num_classes, dropout=0.1,
 def bert_span_predictor(config_or_encoder):
     """A `BertSpanPredictor` around an existing `BertEncoder` (weights shared) or a new one."""
     return BertSpanPredictor(_as_encoder(config_or_encoder))
+
+
+def bert_multiple_choice(config_or_encoder, dropout=0.1):
+    """A `BertMultipleChoice` around an existing `BertEncoder` (weights shared) or a new one."""
+    return BertMultipleChoice(_as_encoder(config_or_encoder), dropout=dropout)
 
 
 # --- span decoding ------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ import tensorflow as tf
 
 from keras_bert_min._checks import partial_path, remove_partial
 from keras_bert_min.models import BertEncoder, BertPretrainer
-from keras_bert_min.tasks import BertClassifier, BertSpanPredictor, BertTokenClassifier
+from keras_bert_min.tasks import (BertClassifier, BertMultipleChoice, BertSpanPredictor,
+                                  BertTokenClassifier)
 
 # A model variable and whether the file stores it transposed (Keras kernels are [in, out]).
 _Target = collections.namedtuple("_Target", "variable transposed")
@@ -45,6 +46,9 @@ _TASK_HEADS = {
     BertClassifier: ("logits", "output_weights", "output_bias"),
     BertTokenClassifier: ("classifier", "output_weights", "output_bias"),
     BertSpanPredictor: ("span_logits", "cls/squad/output_weights", "cls/squad/output_bias"),
+    # Google has no multiple-choice script; its classifier names give Hugging Face's
+    # BertForMultipleChoice names (classifier.weight [1, H]) through the same map.
+    BertMultipleChoice: ("choice_score", "output_weights", "output_bias"),
 }
 # Variables of training, not of the model: TF1 optimizer slots, Adam's step powers, the step.
 _OPTIMIZER_SLOT = re.compile(

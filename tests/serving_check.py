@@ -33,7 +33,7 @@ import sys
 import numpy as np
 
 BLOCKED_PACKAGES = ("keras", "tf_keras", "keras_hub", "keras_bert_min", "tensorflow_text")
-# The shared libraries of the TF Text ops in text.preprocessor.SERVING_SAFE_TF_TEXT_OPS.
+# The shared libraries of the TF Text ops in text.serving_ops.SERVING_SAFE_TF_TEXT_OPS.
 TF_TEXT_KERNEL_LIBRARIES = ("_wordpiece_tokenizer.so", "_fast_wordpiece_tokenizer.so",
                             "_regex_split_ops.so", "_normalize_ops.so")
 

@@ -596,7 +596,7 @@ def test_a_wrong_export_base_is_refused_before_any_work(encoder, tmp_path, monke
     def no_work(*args, **kwargs):
         raise AssertionError("export started before checking export_base")
 
-    monkeypatch.setattr(export, "_signature_functions", no_work)
+    monkeypatch.setattr(export, "signature_functions", no_work)
     a_file = tmp_path / "model.txt"
     a_file.write_text("not a directory")
     with pytest.raises(ValueError, match=r"model\.txt' is a file, not a directory"):

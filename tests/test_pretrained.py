@@ -11,13 +11,15 @@ import json
 import os
 
 import numpy as np
+import safetensors.numpy
 import pytest
 import tensorflow as tf
 from safetensors.numpy import load_file, save_file
 
 from keras_bert_min.models import BertEncoder, BertPretrainer
 from keras_bert_min.pretrained import from_pretrained, save_pretrained
-from keras_bert_min.tasks import (BertClassifier, BertSpanPredictor, BertTokenClassifier)
+from keras_bert_min.tasks import (BertClassifier, BertMultipleChoice, BertSpanPredictor,
+                                  BertTokenClassifier)
 from keras_bert_min.text.preprocessor import BertPreprocessor
 from tests import reference_bert
 from tests.fixtures import (CHECKPOINT_TINY, CHECKPOINT_VOCAB, MINILM_DIR, token_ids,
@@ -135,7 +137,8 @@ def test_from_pretrained_truncated_weights(tmp_path, checkpoint_params):
 # --- save_pretrained -> from_pretrained ------------------------------------------------------------
 
 FORMATS = ("keras", "google", "hf")
-KINDS = ("encoder", "pretrainer", "classifier", "token_classifier", "span_predictor")
+KINDS = ("encoder", "pretrainer", "classifier", "token_classifier", "span_predictor",
+         "multiple_choice")
 
 
 def randomised(model, seed=0):
@@ -152,7 +155,8 @@ def tiny_model(kind, config=CHECKPOINT_TINY):
     model = {"encoder": encoder, "pretrainer": BertPretrainer(encoder),
              "classifier": BertClassifier(encoder, 3, label_names=["neg", "neu", "pos"]),
              "token_classifier": BertTokenClassifier(encoder, 4),
-             "span_predictor": BertSpanPredictor(encoder)}[kind]
+             "span_predictor": BertSpanPredictor(encoder),
+             "multiple_choice": BertMultipleChoice(encoder, dropout=0.2)}[kind]
     return randomised(model)
 
 
@@ -162,6 +166,8 @@ def tiny_inputs(kind):
               "input_type_ids": np.array([[0] * 5 + [1] * 3] * 2, np.int32)}
     if kind == "pretrainer":
         inputs["masked_lm_positions"] = np.array([[1, 2, 0], [4, 5, 6]], np.int32)
+    if kind == "multiple_choice":  # one example with two choices
+        inputs = {name: value[None] for name, value in inputs.items()}
     return inputs
 
 
@@ -190,6 +196,7 @@ def test_save_then_load_gives_the_same_model(tmp_path, tiny_preprocessor, format
                                    err_msg=name)
     assert getattr(loaded, "num_classes", None) == getattr(model, "num_classes", None)
     assert getattr(loaded, "label_names", None) == getattr(model, "label_names", None)
+    assert getattr(loaded, "dropout", None) == getattr(model, "dropout", None)
     assert (preprocessor.vocab, preprocessor.seq_length, preprocessor.lower_case) == \
         (tiny_preprocessor.vocab, 10, False)
     assert not list(tmp_path.glob("*.partial"))
@@ -410,6 +417,23 @@ def test_a_taggers_ignore_label_comes_back(tmp_path, tiny_preprocessor, format):
     save_pretrained(tagger, tmp_path / format, tiny_preprocessor, format=format)
     loaded, _ = from_pretrained(tmp_path / format)
     assert loaded.ignore_label == -1
+
+
+def test_a_multiple_choice_hf_file_has_transformers_names(tmp_path, tiny_preprocessor):
+    """BertForMultipleChoice's keys: the encoder with its pooler under bert., and
+    classifier.weight [1, H] / classifier.bias [1]."""
+    model = tiny_model("multiple_choice")
+    save_pretrained(model, tmp_path / "hf", tiny_preprocessor, format="hf")
+    tensors = safetensors.numpy.load_file(str(tmp_path / "hf" / "model.safetensors"))
+    hidden = CHECKPOINT_TINY.hidden_size
+    assert tensors["classifier.weight"].shape == (1, hidden)
+    assert tensors["classifier.bias"].shape == (1,)
+    assert "bert.pooler.dense.weight" in tensors
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["BertForMultipleChoice"]
+    assert config["classifier_dropout"] == 0.2
+    chooser, _ = from_pretrained(tmp_path / "hf", "multiple_choice", dropout=0.3)
+    assert chooser.dropout == 0.3
 
 
 def test_a_span_head_on_a_taggers_hf_file_needs_no_pooler(tmp_path, tiny_preprocessor):

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from keras import ops
 
 from keras_bert_min.models import bert_encoder
-from keras_bert_min.tasks import (BertClassifier, TokenAccuracy, answer_positions,
-                                  bert_classifier, bert_span_predictor, bert_token_classifier,
-                                  decode_span)
+from keras_bert_min.task_metrics import TokenAccuracy
+from keras_bert_min.tasks import (BertClassifier, answer_positions, bert_classifier,
+                                  bert_multiple_choice, bert_span_predictor,
+                                  bert_token_classifier, decode_span)
+from keras_bert_min.text.choices import choice_inputs
 from keras_bert_min.text.labelled import classifier_dataset
 from tests import helpers, reference_bert
 from tests.fixtures import (DIGITS, FILLER, MARK, NEGATIVE, POSITIVE, TASK_TINY, TASK_VOCAB,
@@ -396,3 +398,71 @@ def test_decode_span_rejects_bad_arguments():
         decode_span([[0.0]], [[0.0]], [[1]], [[1]], max_answer_length=0)
     with pytest.raises(ValueError, match=r"got shapes \(1, 2\) and \(1, 3\)"):
         decode_span([[0.0, 1.0]], [[0.0, 1.0, 2.0]], [[1, 1]], [[1, 1]])
+
+
+# --- multiple choice ------------------------------------------------------------------------------
+
+def choice_batch(batch=2, choices=3, seq=7, seed=0):
+    """[B, K, S] inputs: each example's K rows as padded_inputs makes them."""
+    rows = [padded_inputs(batch=3, seq=seq, seed=seed + i) for i in range(batch)]
+    return {name: np.stack([row[name][:choices] for row in rows]) for name in rows[0]}
+
+
+def test_multiple_choice_passes_the_shared_checks(tmp_path):
+    helpers.run_model_test(
+        make_model=lambda: bert_multiple_choice(TINY), args=(choice_batch(),),
+        directory=tmp_path, float32_outputs=True, loss="auto",
+        expected_output_shape={"logits": (2, 3)},
+        expected_num_weights=ENCODER_WEIGHTS + 2, expected_num_params=ENCODER_PARAMS + H + 1,
+        float32_sublayers=("choice_score", "logits"), targets=np.array([0, 2]))
+
+
+def test_multiple_choice_scores_each_pair_alone():
+    """Each logit is dense(pooled output of that one (context, choice) pair): the encoder run
+    on every pair by itself, and the head's kernel applied by hand."""
+    model = bert_multiple_choice(TASK_TINY)
+    x = choice_batch(batch=2, choices=3)
+    logits = model.predict(x, verbose=0)["logits"]
+    kernel, bias = (np.asarray(w) for w in model.get_layer("choice_score").weights)
+    for b in range(2):
+        for k in range(3):
+            pair = {name: value[b, k][None] for name, value in x.items()}
+            pooled = np.asarray(model.encoder(pair)["pooled_output"])
+            np.testing.assert_allclose(logits[b, k], (pooled @ kernel + bias)[0, 0], rtol=1e-5,
+                                       atol=1e-6)
+    # Any number of choices and tokens.
+    assert model(choice_batch(batch=1, choices=2, seq=5))["logits"].shape == (1, 2)
+
+
+def test_multiple_choice_loss_and_accuracy_match_numpy():
+    model = bert_multiple_choice(TASK_TINY)
+    model.compile()
+    x, labels = choice_batch(), np.array([2, 0])
+    logits = model.predict(x, verbose=0)["logits"]
+    result = model.evaluate(x, labels, verbose=0, return_dict=True)
+    np.testing.assert_allclose(result["loss"], cross_entropy(logits, labels).mean(), rtol=1e-5)
+    assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == labels))
+
+
+def test_multiple_choice_learns_to_pick_the_positive_word(task_preprocessor):
+    """Choose, among K words, the one positive word: the rule reads each choice."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(4)
+
+    def examples(count):
+        contexts, choices, labels = [], [], []
+        for _ in range(count):
+            options = list(rng.choice(NEGATIVE + FILLER, 2, replace=False))
+            label = int(rng.integers(3))
+            options.insert(label, str(rng.choice(POSITIVE)))
+            contexts.append(" ".join(rng.choice(FILLER, 3)))
+            choices.append(options)
+            labels.append(label)
+        return choice_inputs(contexts, choices, task_preprocessor), np.array(labels)
+
+    train_x, train_y = examples(192)
+    dev_x, dev_y = examples(60)
+    model = bert_multiple_choice(TASK_TINY)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(train_x, train_y, batch_size=32, epochs=6, verbose=0)
+    assert model.evaluate(dev_x, dev_y, verbose=0, return_dict=True)["accuracy"] >= 0.9

@@ -23,8 +23,9 @@ from keras_bert_min.text.corpus import (expand_paths, iter_documents, read_docum
 from keras_bert_min.text.prose import detect_format, split_sentences, strip_gutenberg_boilerplate
 from keras_bert_min.text.labelled import LabelMap, classifier_dataset, read_columns
 from keras_bert_min.text.normalize import normalize_text, split_words
-from keras_bert_min.text.preprocessor import (SERVING_SAFE_TF_TEXT_OPS, BertPreprocessor,
-                                              graph_op_types, unservable_ops)
+from keras_bert_min.text.preprocessor import BertPreprocessor
+from keras_bert_min.text.serving_ops import (SERVING_SAFE_TF_TEXT_OPS, graph_op_types,
+                                             unservable_ops)
 from keras_bert_min.text.masking import (dynamic_mask, pretraining_dataset_from_instances,
                                          pretraining_dataset_from_static_instances)
 from keras_bert_min.text.pretraining import (FEATURE_NAMES, SpecialTokenIds, TrainingInstance,

@@ -35,7 +35,8 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_bert_min._checks import check_int, write_json
-from keras_bert_min.text.normalize import split_words
+from keras_bert_min.text.normalize import (normalize_text, original_offsets, split_normalized,
+                                          split_words)
 from keras_bert_min.text.vocab import (CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, RESERVED_TOKENS, SEP_TOKEN,
                                        UNK_TOKEN, read_vocab, write_vocab)
 
@@ -52,17 +53,6 @@ SETTINGS_FILE = "preprocessor.json"
 
 # `pack(padding=...)`: pad to seq_length, or to the batch's longest example.
 PADDING_MODES = ("max_length", "longest")
-
-# The tensorflow-text ops that stock TF Serving links in. Every other op of a serving graph
-# must be a core TensorFlow op (see `unservable_ops`).
-SERVING_SAFE_TF_TEXT_OPS = frozenset({
-    "WordpieceTokenizeWithOffsets",       # WordpieceTokenizer, BertTokenizer
-    "FastWordpieceTokenizeWithOffsets",   # FastWordpieceTokenizer
-    "RegexSplitWithOffsets",              # regex_split, BertTokenizer's BasicTokenizer
-    "NormalizeUTF8",                      # normalize_utf8
-    "CaseFoldUTF8",                       # case_fold_utf8
-})
-
 
 def pair_truncation_lengths(len_a, len_b, budget):
     """How many tokens of A and of B `run_classifier._truncate_seq_pair` keeps, in closed form.
@@ -256,7 +246,47 @@ class BertPreprocessor(tf.Module):
         return pieces.merge_dims(1, 2)
 
     @_plain_tf
-    def pack(self, segments, padding="max_length"):
+    def tokenize_with_offsets(self, strings):
+        """`tokenize`, with each word piece's byte offsets in its input string.
+
+        The ids are exactly `tokenize`'s. A piece spans the original bytes it came from
+        (`normalize.split_words_with_offsets`): "Café" is "[caf, ##e]" with offsets (0, 3) and
+        (3, 5); a word's single [UNK] spans the word.
+
+        Args:
+            strings: tf.string [B] (or a list of str).
+
+        Returns:
+            `(ids, starts, ends)`: the int32 RaggedTensor [B, (pieces)] of `tokenize` and int64
+            RaggedTensors of its shape, the `[start, end)` byte offsets of each piece.
+
+        Example:
+        >>> ids, starts, ends = preprocessor.tokenize_with_offsets(["Unaffable!"])
+        >>> starts.to_list(), ends.to_list()  # una ##ffa ##ble !
+        ([[0, 3, 6, 9]], [[3, 6, 9, 10]])
+        """
+        strings = _as_string_batch(strings)
+        words, word_starts, word_ends = split_normalized(normalize_text(strings,
+                                                                        self._lower_case),
+                                                         offsets=True)
+        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
+        words = words.with_flat_values(tf.where(too_long, UNK_TOKEN, words.flat_values))
+        pieces, piece_starts, piece_ends = self._wordpiece.tokenize_with_offsets(words)
+        # Offsets of pieces are within their word; a too-long word's [UNK] spans the word.
+        word_of_piece = pieces.values.value_rowids()  # index into the flat words
+        too_long = tf.gather(too_long, word_of_piece)
+        word_start = tf.gather(word_starts.flat_values, word_of_piece)
+        word_length = tf.gather(word_ends.flat_values - word_starts.flat_values, word_of_piece)
+        starts = word_start + tf.where(too_long, tf.zeros_like(word_length),
+                                       piece_starts.flat_values)
+        ends = word_start + tf.where(too_long, word_length, piece_ends.flat_values)
+        ids = pieces.merge_dims(1, 2)
+        to_original = original_offsets(strings, self._lower_case)
+        return (ids, to_original(ids.with_flat_values(starts), "start"),
+                to_original(ids.with_flat_values(ends), "end"))
+
+    @_plain_tf
+    def pack(self, segments, padding="max_length", offsets=None):
         """`[CLS] A [SEP] (B [SEP])`, truncated to `seq_length` and zero-padded.
 
         A single segment keeps its first `seq_length - 2` ids; a pair is trimmed as
@@ -269,10 +299,14 @@ class BertPreprocessor(tf.Module):
                 and fixed-shape training need); "longest" pads only to the batch's longest
                 example, which spares the encoder the work on padding (serving, inference).
                 Truncation is the same either way.
+            offsets: optional, the `(starts, ends)` of each segment from
+                `tokenize_with_offsets`, packed beside the ids.
 
         Returns:
             dict of int32 [B, seq_length] (or [B, longest]) tensors `input_word_ids` (padded
-            with `pad_id`), `input_mask` (1 on tokens) and `input_type_ids` (1 on `B [SEP]`).
+            with `pad_id`), `input_mask` (1 on tokens) and `input_type_ids` (1 on `B [SEP]`);
+            with `offsets`, also int64 `start_offsets` and `end_offsets`: each word piece's
+            `[start, end)` bytes in its text, -1 on [CLS], [SEP] and padding.
 
         Example:
         >>> preprocessor.pack([preprocessor.tokenize(["a question"]),
@@ -283,17 +317,19 @@ class BertPreprocessor(tf.Module):
         segments = list(segments)
         if len(segments) not in (1, 2):
             raise ValueError(f"pack() takes one segment or a pair of segments, got {len(segments)}.")
+        if offsets is not None and len(offsets) != len(segments):
+            raise ValueError(f"pack() got offsets for {len(offsets)} segments, and "
+                             f"{len(segments)} segments; pass one (starts, ends) per segment.")
         segments = [_as_ragged_ids(segment) for segment in segments]
         batch_sizes = [segment.shape[0] for segment in segments]
         if None not in batch_sizes and len(set(batch_sizes)) > 1:
             raise ValueError(f"The segments of a pair have different batch sizes {batch_sizes}; "
                              "pass one text B for each text A.")
         batch_size = segments[0].nrows(out_type=tf.int32)
-        cls = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], self.cls_id))
-        sep = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], self.sep_id))
-        seps = [sep]  # the [SEP] after each segment
+        all_rows = tf.ones([batch_size], tf.bool)
         if len(segments) == 1:
-            segments = [segments[0][:, :self._seq_length - 2]]
+            kept = [tf.minimum(segments[0].row_lengths(), self._seq_length - 2)]
+            has_sep = [all_rows]  # whether each segment is followed by a [SEP]
         else:
             len_a, len_b = (segment.row_lengths() for segment in segments)
             kept_a, kept_b = pair_truncation_lengths(len_a, len_b, self._seq_length - 3)
@@ -301,15 +337,22 @@ class BertPreprocessor(tf.Module):
             # text (`if tokens_b:` in convert_single_example): [CLS] A [SEP], A up to
             # seq_length - 2, no second [SEP].
             has_b = len_b > 0
-            kept_a = tf.where(has_b, kept_a, tf.minimum(len_a, self._seq_length - 2))
-            segments = [_keep_first(segments[0], kept_a), _keep_first(segments[1], kept_b)]
-            seps.append(tf.ragged.boolean_mask(sep, tf.expand_dims(has_b, 1)))
+            kept = [tf.where(has_b, kept_a, tf.minimum(len_a, self._seq_length - 2)), kept_b]
+            has_sep = [all_rows, has_b]
 
-        parts = [(cls, 0)]  # (ids, type id) in output order
-        for type_id, (segment, segment_sep) in enumerate(zip(segments, seps)):
-            parts += [(segment, type_id), (segment_sep, type_id)]
-        word_ids = tf.concat([ids for ids, _ in parts], axis=1)
-        type_ids = tf.concat([tf.ones_like(ids) * type_id for ids, type_id in parts], axis=1)
+        def assemble(rows, cls_value, sep_values):
+            """[CLS] A [SEP] (B [SEP]) of per-token values: each segment cut to its kept length."""
+            def column(value):
+                return tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], value))
+            parts = [column(cls_value)]
+            for row, count, sep_value, sep_kept in zip(rows, kept, sep_values, has_sep):
+                parts += [_keep_first(row, count),
+                          tf.ragged.boolean_mask(column(sep_value), tf.expand_dims(sep_kept, 1))]
+            return tf.concat(parts, axis=1)
+
+        word_ids = assemble(segments, self.cls_id, [self.sep_id] * len(segments))
+        type_ids = assemble([tf.ones_like(segment) * i for i, segment in enumerate(segments)],
+                            0, list(range(len(segments))))
 
         if padding == "max_length":
             shape = [None, self._seq_length]
@@ -319,11 +362,17 @@ class BertPreprocessor(tf.Module):
             longest = tf.maximum(tf.cast(tf.reduce_max(word_ids.row_lengths()), tf.int32),
                                  1 + len(segments))
             shape = tf.stack([batch_size, longest])
-        return {
+        packed = {
             "input_word_ids": word_ids.to_tensor(self.pad_id, shape=shape),
             "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=shape),
             "input_type_ids": type_ids.to_tensor(0, shape=shape),
         }
+        for index, name in enumerate(("start_offsets", "end_offsets")):
+            if offsets is not None:  # -1 on [CLS], [SEP] and padding
+                none = tf.constant(-1, tf.int64)
+                rows = [tf.cast(pair[index], tf.int64) for pair in offsets]
+                packed[name] = assemble(rows, none, [none] * len(rows)).to_tensor(-1, shape=shape)
+        return packed
 
     @_plain_tf
     def __call__(self, inputs, padding="max_length"):
@@ -367,54 +416,3 @@ def _keep_first(ids, counts):
     """The first `counts[i]` ids of each row i of the RaggedTensor `ids`."""
     positions = tf.ragged.range(ids.row_lengths())
     return tf.ragged.boolean_mask(ids, positions < tf.expand_dims(counts, 1))
-
-
-# --- serving safety -------------------------------------------------------------------------
-
-
-def _as_graph_def(graph):
-    if isinstance(graph, tf.compat.v1.GraphDef):
-        return graph
-    return getattr(graph, "graph", graph).as_graph_def()  # a ConcreteFunction has a .graph
-
-
-def graph_op_types(graph):
-    """Every op type in a graph, including the bodies of the functions in its library.
-
-    Args:
-        graph: a `GraphDef` (e.g. a SavedModel's `meta_graphs[0].graph_def`), a `tf.Graph`, or
-            a `ConcreteFunction`.
-
-    Returns:
-        set of str.
-    """
-    graph_def = _as_graph_def(graph)
-    op_types = {node.op for node in graph_def.node}
-    for function in graph_def.library.function:
-        op_types.update(node.op for node in function.node_def)
-    return op_types
-
-
-def unservable_ops(graph):
-    """The op types of `graph` that stock TF Serving may lack: an empty list means servable.
-
-    An op is servable if it is a core TensorFlow op (one of `tf.raw_ops`, which tensorflow-text
-    does not extend), one of `SERVING_SAFE_TF_TEXT_OPS`, or a call of a function of the graph's
-    own library (whose body is checked too).
-
-    Args:
-        graph: as for `graph_op_types`.
-
-    Returns:
-        sorted list of str.
-
-    Example:
-    >>> fn = tf.function(preprocessor).get_concrete_function(tf.TensorSpec([None], tf.string))
-    >>> unservable_ops(fn)
-    []
-    """
-    graph_def = _as_graph_def(graph)
-    own_functions = {function.signature.name for function in graph_def.library.function}
-    return sorted(op for op in graph_op_types(graph_def)
-                  if op not in SERVING_SAFE_TF_TEXT_OPS and op not in own_functions
-                  and not hasattr(tf.raw_ops, op))

