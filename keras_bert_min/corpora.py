@@ -53,7 +53,10 @@ _MOVIE_REVIEWS_MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 # Split by snippet id, so the split is fixed by the data alone: id % 10 of 0-7 -> train,
 # 8 -> dev, 9 -> test (80/10/10; both labels are close to even in every split).
 MOVIE_REVIEW_SPLITS = {"train": range(0, 8), "dev": range(8, 9), "test": range(9, 10)}
-MOVIE_REVIEW_COLUMNS = ("id", "label", "sentence")
+MOVIE_REVIEW_COLUMNS = ("id", "label", "sentence", "score")
+# The layout of each prepared directory: a cache of an older layout is rebuilt (from the
+# archive already downloaded). Movie reviews 2 added the score column.
+_LAYOUT_VERSIONS = {"movie_reviews": 2}
 
 _COMMAND_TIMEOUT_SECONDS = 600
 
@@ -121,13 +124,15 @@ def fetch_state_of_the_union(cache_dir=None):
 
 def fetch_movie_reviews(cache_dir=None):
     """Fetches the 10,605 movie-review snippets of Hutto & Gilbert (ICWSM 2014), labelled by
-    the sign of their mean human rating, as train/dev/test TSV files.
+    the sign of their mean human rating, as train/dev/test TSV files, with the rating itself
+    (a regression target, as STS-B's scores).
 
     The snippets (from Pang & Lee's rotten-tomatoes sentences) come with VADER's PyPI
     source distribution `vaderSentiment==3.3.2`. Label 1 (positive) when the mean rating in
     [-4, 4] is above 0, 0 (negative) when below; the 37 snippets rated exactly 0 are
     dropped. The split is by snippet id (`MOVIE_REVIEW_SPLITS`). Each file has the header
-    `id<TAB>label<TAB>sentence`, no quoting (no field contains a tab or a newline), UTF-8.
+    `id<TAB>label<TAB>sentence<TAB>score` (score: the mean rating as the archive gives it),
+    no quoting (no field contains a tab or a newline), UTF-8.
 
     Args:
         cache_dir: the cache root; defaults to `cache_root()`.
@@ -153,14 +158,16 @@ def fetch_movie_reviews(cache_dir=None):
 # --- building a data set atomically ----------------------------------------------------------
 
 def _prepared(root, name, build):
-    """The directory `root/name`, built by `build(tmp_dir)` unless already complete.
+    """The directory `root/name`, built by `build(tmp_dir)` unless already complete (in the
+    layout version `_LAYOUT_VERSIONS` gives it, 1 by default).
 
     `build` fills a fresh temporary directory and returns the names of the files it wrote;
     they are checked, recorded in the completion marker, and the directory is renamed into
     place.
     """
     target = os.path.join(root, name)
-    if _is_complete(target):
+    version = _LAYOUT_VERSIONS.get(name, 1)
+    if _is_complete(target, version):
         return target
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root)
@@ -169,15 +176,16 @@ def _prepared(root, name, build):
         missing = [f for f in files if not os.path.isfile(os.path.join(tmp, f))]
         if not files or missing:
             raise RuntimeError(f"Building {name!r} did not write {missing or 'any files'}.")
-        _write_json(os.path.join(tmp, COMPLETE_MARKER), {"files": sorted(files)})
-        if _is_complete(target):  # another process finished the same work meanwhile
+        _write_json(os.path.join(tmp, COMPLETE_MARKER), {"files": sorted(files),
+                                                         "layout_version": version})
+        if _is_complete(target, version):  # another process finished the same work meanwhile
             return target
         if os.path.isdir(target):
             shutil.rmtree(target)  # an incomplete leftover, e.g. with files deleted by hand
         try:
             os.rename(tmp, target)
         except OSError:
-            if not _is_complete(target):
+            if not _is_complete(target, version):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -193,13 +201,14 @@ def _prepared_files(root, name, build):
     return [os.path.join(directory, file_name) for file_name in names]
 
 
-def _is_complete(directory):
+def _is_complete(directory, version=1):
     try:
         with open(os.path.join(directory, COMPLETE_MARKER), encoding="utf-8") as f:
-            files = json.load(f)["files"]
+            marker = json.load(f)
+        files = marker["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return all(os.path.isfile(os.path.join(directory, name)) for name in files)
+    return marker.get("layout_version", 1) == version and all(os.path.isfile(os.path.join(directory, name)) for name in files)
 
 
 def _write_json(path, value):
@@ -366,11 +375,11 @@ def _build_movie_reviews(root, out_dir):
         if score == 0:
             continue
         split = next(s for s, buckets in MOVIE_REVIEW_SPLITS.items() if snippet_id % 10 in buckets)
-        rows[split].append((snippet_id, int(score > 0), sentence))
+        rows[split].append((snippet_id, int(score > 0), sentence, repr(score)))
     for split, split_rows in rows.items():
         with open(os.path.join(out_dir, f"{split}.tsv"), "w", encoding="utf-8", newline="\n") as f:
             f.write("\t".join(MOVIE_REVIEW_COLUMNS) + "\n")
-            f.writelines(f"{i}\t{label}\t{sentence}\n" for i, label, sentence in split_rows)
+            f.writelines("\t".join(map(str, row)) + "\n" for row in split_rows)
     counts = ", ".join(f"{split} {len(r)}" for split, r in rows.items())
     _say(f"Wrote movie reviews ({counts}) to {os.path.join(root, 'movie_reviews')}")
     return [f"{split}.tsv" for split in rows]

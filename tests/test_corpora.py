@@ -5,6 +5,7 @@ The expected numbers and rows were read by hand from the published archives.
 
 import csv
 import glob
+import json
 import os
 import re
 import shutil
@@ -169,8 +170,11 @@ def test_movie_review_splits_are_by_id_and_add_up(fetched):
     rows = {}
     for split, path in paths.items():
         table = read_tsv(path)
-        assert table[0] == ["id", "label", "sentence"]
-        assert all(len(row) == 3 and row[1] in ("0", "1") and row[2] for row in table[1:])
+        assert table[0] == ["id", "label", "sentence", "score"]
+        assert all(len(row) == 4 and row[1] in ("0", "1") and row[2] for row in table[1:])
+        # The label is the score's sign; scores are the raters' means in [-4, 4].
+        assert all(row[1] == str(int(float(row[3]) > 0)) and -4 <= float(row[3]) <= 4
+                   for row in table[1:])
         rows[split] = {int(row[0]): (int(row[1]), row[2]) for row in table[1:]}
         assert len(rows[split]) == len(table) - 1  # no id twice
     assert sum(map(len, rows.values())) == SNIPPETS - ZERO_SCORE_SNIPPETS
@@ -181,21 +185,22 @@ def test_movie_review_splits_are_by_id_and_add_up(fetched):
     assert [len(rows[s]) for s in ("train", "dev", "test")] == [8451, 1059, 1058]
 
 
-@pytest.mark.parametrize("split, snippet_id, label, start", [
-    ("train", 1, 1, "The Rock is destined to be the 21st Century's new ''Conan''"),  # +2.27
-    ("train", 3, 0, "Effective but too tepid biopic"),  # -0.6
-    ("train", 233, 1, "Jir\u00ed Hubac's script is a gem."),  # +2.94, UTF-8 accent
-    ("train", 5310, 0, "At its best, it's Black Hawk Down with more heart."),  # -0.87
-    ("train", 10605, 0, "Her fans walked out muttering words like ''horrible''"),  # -1.81
-    ("dev", 8, 1, "Perhaps no picture ever made has more literally showed"),  # +1.27
-    ("test", 9, 1, "Steers turns in a snappy screenplay"),  # +1.93
-    ("test", 5299, 0, "The direction, by George Hickenlooper, has no snap to it"),  # -1.78
+@pytest.mark.parametrize("split, snippet_id, label, start, score", [
+    ("train", 1, 1, "The Rock is destined to be the 21st Century's new ''Conan''", 2.27),
+    ("train", 3, 0, "Effective but too tepid biopic", -0.6),
+    ("train", 233, 1, "Jir\u00ed Hubac's script is a gem.", 2.94),  # UTF-8 accent
+    ("train", 5310, 0, "At its best, it's Black Hawk Down with more heart.", -0.87),
+    ("train", 10605, 0, "Her fans walked out muttering words like ''horrible''", -1.81),
+    ("dev", 8, 1, "Perhaps no picture ever made has more literally showed", 1.27),
+    ("test", 9, 1, "Steers turns in a snappy screenplay", 1.93),
+    ("test", 5299, 0, "The direction, by George Hickenlooper, has no snap to it", -1.78),
 ])
 def test_movie_review_labels_follow_the_sign_of_the_score(fetched, split, snippet_id, label,
-                                                         start):
+                                                         start, score):
     rows = {int(r[0]): r for r in read_tsv(fetched[2][split])[1:]}
     assert rows[snippet_id][1] == str(label)
     assert rows[snippet_id][2].startswith(start)
+    assert float(rows[snippet_id][3]) == pytest.approx(score, abs=0.005)
 
 
 def test_zero_score_snippets_are_dropped(fetched):
@@ -240,6 +245,23 @@ def test_interrupted_gutenberg_fetch_leaves_no_complete_cache(fetched, tmp_path,
             corpora.fetch_gutenberg(cache_dir=root)
     assert_nothing_looks_complete(root, "gutenberg")
     assert len(corpora.fetch_gutenberg(cache_dir=root)) == len(BOOKS)
+
+
+def test_a_cache_of_the_older_layout_is_rebuilt_offline(fetched, tmp_path, offline):
+    """A movie-review cache written before the score column (its marker has no layout
+    version) is rebuilt from the archive already downloaded."""
+    root = str(tmp_path / "cache")
+    copy_archive(fetched[0], root, corpora.MOVIE_REVIEWS_ARCHIVE)
+    old = os.path.join(root, "movie_reviews")
+    os.makedirs(old)
+    for split in ("train", "dev", "test"):
+        with open(os.path.join(old, f"{split}.tsv"), "w", encoding="utf-8") as f:
+            f.write("id\tlabel\tsentence\n1\t1\tgood\n")
+    with open(os.path.join(old, corpora.COMPLETE_MARKER), "w", encoding="utf-8") as f:
+        json.dump({"files": ["dev.tsv", "test.tsv", "train.tsv"]}, f)
+    paths = corpora.fetch_movie_reviews(cache_dir=root)
+    assert read_tsv(paths["train"])[0] == ["id", "label", "sentence", "score"]
+    assert len(read_tsv(paths["train"])) == 8451 + 1
 
 
 def test_interrupted_rename_of_movie_reviews_leaves_no_complete_cache(fetched, tmp_path,

@@ -167,7 +167,7 @@ SPLITS = ("train", "dev", "test")
 
 
 def read_splits(paths, text_column, label_column, text_pair_column=None, file_format=None,
-                dev_fraction=0.1, seed=12345):
+                dev_fraction=0.1, seed=12345, regression=False):
     """Reads the labelled files of a classification task and maps their labels to class ids:
     every file error and every unknown label before any model is built.
 
@@ -178,11 +178,13 @@ def read_splits(paths, text_column, label_column, text_pair_column=None, file_fo
         file_format: as `read_columns`.
         dev_fraction: without a "dev" file, this share of train (drawn with `seed`) is dev.
         seed: the seed of that draw.
+        regression: the labels are numbers (e.g. STS-B's similarity scores), read as float32
+            targets; there is no LabelMap then.
 
     Returns:
         `(splits, labels)`: splits maps "train", "dev" and (with a file) "test" to dicts of
         "texts", "labels" (names, without surrounding whitespace), "text_pairs" (None without a pair column) and "label_ids";
-        labels is the `LabelMap` of the training labels, at least two.
+        labels is the `LabelMap` of the training labels, at least two (None for regression).
 
     Example:
     >>> splits, labels = read_splits({"train": "train.csv"}, "sentence", "label")
@@ -205,6 +207,11 @@ def read_splits(paths, text_column, label_column, text_pair_column=None, file_fo
     if "dev" not in splits:
         splits["train"], splits["dev"] = split_off_dev(splits["train"], dev_fraction, seed)
     splits = {name: splits[name] for name in SPLITS if name in splits}
+    if regression:
+        for name, split in splits.items():
+            where = paths.get(name) or f"the dev split of {paths['train']}"
+            split["label_ids"] = _regression_targets(split["labels"], label_column, where)
+        return splits, None
     labels = LabelMap.from_labels(splits["train"]["labels"])
     if len(labels) < 2:
         raise ValueError(f"The training data has the single label {labels.names}; a classifier "
@@ -213,6 +220,19 @@ def read_splits(paths, text_column, label_column, text_pair_column=None, file_fo
         where = paths.get(name) or f"the dev split of {paths['train']}"
         split["label_ids"] = labels.encode(split["labels"], where=f"{where!r}")
     return splits, labels
+
+
+def _regression_targets(labels, label_column, where):
+    targets = np.zeros(len(labels), dtype="float32")
+    for row, label in enumerate(labels, start=1):
+        try:
+            targets[row - 1] = float(label)
+        except ValueError:
+            targets[row - 1] = np.nan
+        if not np.isfinite(targets[row - 1]):
+            raise ValueError(f"{where!r} data row {row}: {label_column!r} is {label!r}, not a "
+                             "number; regression needs a numeric target in every row.")
+    return targets
 
 
 def split_off_dev(train, fraction, seed):
