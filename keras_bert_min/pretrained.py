@@ -193,8 +193,9 @@ def from_pretrained(directory, model="auto", seq_length=None, lower_case=None, n
             names (what `save_pretrained` wrote, the `BertFor...` class of a Hugging Face
             config, an encoder for Google's releases). Or one of `MODEL_CLASSES`: "encoder",
             "pretrainer" (needs the heads' weights), "classifier", "token_classifier",
-            "span_predictor", "multiple_choice". A task model takes its head from the directory when that holds the
-            same task, and gets a new (random) head on the directory's encoder otherwise.
+            "span_predictor", "multiple_choice". A task model takes its head from the
+            directory when that holds the same task, and gets a new (random) head on the
+            directory's encoder otherwise.
         seq_length: the preprocessor's output length; default: the saved one, else 128.
         lower_case: whether the preprocessor lower-cases; default: the saved setting, else
             `tokenizer_config.json`'s `do_lower_case`, else Google's naming (`cased_L-...` and

@@ -280,7 +280,8 @@ class BertMultipleChoice(_FineTuningModel):
     Example:
     >>> chooser = BertMultipleChoice(BertEncoder(BertConfig.from_preset("tiny", vocab_size=100)))
     >>> ids = ops.ones((2, 4, 6), "int32")  # 2 examples, 4 choices, 6 tokens
-    >>> chooser({"input_word_ids": ids, "input_mask": ids, "input_type_ids": 0 * ids})["logits"].shape
+    >>> inputs = {"input_word_ids": ids, "input_mask": ids, "input_type_ids": 0 * ids}
+    >>> chooser(inputs)["logits"].shape
     (2, 4)
     """
 

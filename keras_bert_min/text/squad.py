@@ -3,6 +3,8 @@
 
     read_squad       the questions of a SQuAD file, each with its context split on whitespace
                      (Google's `doc_tokens`) and its answers; bad answers named by id
+    squad_dataset    features -> `tf.data` batches for `model.fit` / `predict`, each batch cut
+                     to its longest window
     squad_features   word pieces of the question (cut to max_query_length) and of each doc
                      token, windows of the context every doc_stride pieces, `[CLS] question
                      [SEP] window [SEP]` padded to seq_length, each piece's doc token
@@ -19,6 +21,7 @@ import json
 import os
 
 import numpy as np
+import tensorflow as tf
 
 # Google's `is_whitespace` of read_squad_examples: Python's str.split would also split on
 # other Unicode spaces, which SQuAD's contexts keep inside words.
@@ -58,7 +61,7 @@ def split_context(context):
 
 
 def read_squad(path, training=False):
-    """Reads the questions of a SQuAD v1.1 or v2.0 JSON file.
+    """Reads the questions of a SQuAD v1.1 or v2.0 JSON file (or of its parsed JSON, a dict).
 
     Every answer's `answer_start` must point at its `text` in the context; a context must not
     be empty; for training, a question has exactly one answer unless `is_impossible` (Google's
@@ -75,12 +78,17 @@ def read_squad(path, training=False):
     Example:
     >>> examples, _ = read_squad("dev-v1.1.json")  # doctest: +SKIP
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No SQuAD file {path!r}.")
+    if isinstance(path, dict):
+        path, parsed = "the SQuAD data given", path
+    else:
+        path, parsed = os.fspath(path), None
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No SQuAD file {path!r}.")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)["data"]
+        if parsed is None:
+            with open(path, encoding="utf-8") as f:
+                parsed = json.load(f)
+        data = parsed["data"]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path!r} is not SQuAD JSON with a top-level 'data' list: "
                          f"{error}.") from None
@@ -270,3 +278,36 @@ def _answer_pieces(example, token_pieces, answer_ids):
             if doc_ids[new_start:new_end + 1] == answer_ids:
                 return new_start, new_end
     return start, end
+
+
+def squad_dataset(features, batch_size, shuffle_seed=None, drop_remainder=False, labels=True):
+    """Batches of a `SquadFeatures`' windows: `(inputs, {"start_logits": start positions,
+    "end_logits": end positions})` for `fit`, or the inputs alone (`labels=False`). Each batch
+    is cut to its longest window, so short contexts cost what their pieces cost.
+
+    Args:
+        features: `SquadFeatures`.
+        batch_size: windows per batch.
+        shuffle_seed: reshuffle each epoch with this seed; None keeps the order.
+        drop_remainder: drop the last partial batch (training).
+        labels: include the start and end positions.
+
+    Returns:
+        a `tf.data.Dataset`.
+    """
+    inputs = features.inputs
+    elements = ((inputs, {"start_logits": features.start_positions,
+                          "end_logits": features.end_positions}) if labels else inputs)
+    dataset = tf.data.Dataset.from_tensor_slices(elements)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(features.example_index), seed=shuffle_seed,
+                                  reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+    def trim(*element):
+        batch = element[0]
+        longest = tf.reduce_max(tf.reduce_sum(batch["input_mask"], axis=1))
+        cut = {name: value[:, :longest] for name, value in batch.items()}
+        return (cut, *element[1:]) if len(element) > 1 else cut
+
+    return dataset.map(trim).prefetch(tf.data.AUTOTUNE)

@@ -107,6 +107,43 @@ def test_end_to_end_writes_the_output_directory(files, tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
+def test_regression_on_pairs_reports_numpy_correlations(files, tmp_path):
+    """--regression with --text_b_column: a target per (text, text b) pair; the reported
+    Pearson and Spearman are SciPy's of the reloaded model's test predictions."""
+    import scipy.stats
+
+    from keras_bert_min.text.labelled import classifier_dataset
+
+    rows = {}
+    for name, count, seed in (("train", 48, 0), ("dev", 16, 1), ("test", 16, 2)):
+        first, second = reviews(count, seed), reviews(count, seed + 10)
+        rows[name] = [(a, b, str(float((la == "pos") + (lb == "pos"))))
+                      for (a, la), (b, lb) in zip(first, second)]
+    paths = {name: write_csv(tmp_path / f"{name}.csv", r, header=("text", "text2", "score"))
+             for name, r in rows.items()}
+    out = tmp_path / "regression"
+    result = run_recipe("finetune_classifier.py", [
+        "--train", paths["train"], "--dev", paths["dev"], "--test", paths["test"],
+        "--init", files["init"], "--text_column", "text", "--text_b_column", "text2",
+        "--label_column", "score", "--regression", "--seq_length", "16", "--batch_size", "8",
+        "--epochs", "2", "--learning_rate", "1e-3", "--output_dir", str(out)])
+    assert "test Pearson" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["dev_pearson_per_epoch"]) == 2 and metrics["labels"] is None
+    assert not (out / "labels.json").exists()
+    regressor, preprocessor = from_pretrained(out)
+    assert regressor.num_classes == 1
+    texts, pairs, targets = zip(*rows["test"])
+    data = classifier_dataset(list(texts), np.array(targets, "float32"), preprocessor, 8,
+                              text_pairs=list(pairs))
+    predicted = regressor.predict(data, verbose=0)["logits"][:, 0]
+    targets = np.array(targets, "float64")
+    assert metrics["test_pearson"] == pytest.approx(
+        scipy.stats.pearsonr(targets, predicted).statistic, abs=1e-4)
+    assert metrics["test_spearman"] == pytest.approx(
+        scipy.stats.spearmanr(targets, predicted).statistic, abs=1e-4)
+
+
 def model_weights(directory):
     import keras
     return [np.asarray(w) for w in keras.saving.load_model(

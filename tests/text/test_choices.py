@@ -78,6 +78,7 @@ def test_choice_dataset_batches_and_needs_labels(task_preprocessor):
     examples = [ChoiceExample("the movie", ("good", "bad"), i % 2, f"ex{i}") for i in range(5)]
     batches = list(choice_dataset(examples, task_preprocessor, 2))
     assert [len(labels) for _, labels in batches] == [2, 2, 1]
-    assert batches[0][0]["input_word_ids"].shape == (2, 2, task_preprocessor.seq_length)
+    # [CLS] the movie [SEP] good [SEP]: each batch cut to its longest pair.
+    assert batches[0][0]["input_word_ids"].shape == (2, 2, 6)
     with pytest.raises(ValueError, match="ex9 has no label"):
         choice_dataset([ChoiceExample("c", ("a", "b"), None, "ex9")], task_preprocessor, 2)

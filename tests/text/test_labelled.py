@@ -6,6 +6,7 @@ order they must get, and the ids, type ids and masks of a packed pair batch.
 
 import json
 
+import numpy as np
 import pytest
 
 from keras_bert_min.text.labelled import LabelMap, classifier_dataset, read_columns, read_splits
@@ -104,3 +105,53 @@ def test_label_map_sorts_and_round_trips(tmp_path):
     assert LabelMap.load(path) == labels
     with pytest.raises(ValueError, match=r"dev.csv has labels \['mixed'\] that training never saw"):
         labels.encode(["pos", "mixed"], where="dev.csv")
+
+
+# --- GLUE's pair and regression files ----------------------------------------------------------
+
+def write_text(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_glue_pair_files_read_as_google_reads_them(tmp_path):
+    """MRPC's, MNLI's and STS-B's TSV headers (as GLUE distributes them), read unquoted: the
+    quotes in MNLI's sentences stay text."""
+    mrpc = write_text(tmp_path / "mrpc.tsv", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+                      "1\t702876\t702977\tAmrozi accused his brother .\tHe accused his brother .\n"
+                      "0\t2108705\t2108831\tYucaipa owned Dominick 's .\tIt sold the chain .\n")
+    splits, labels = read_splits({"train": mrpc, "dev": mrpc}, "#1 String", "Quality",
+                                 text_pair_column="#2 String")
+    assert labels.names == ["0", "1"]
+    assert splits["train"]["text_pairs"] == ["He accused his brother .", "It sold the chain ."]
+    assert splits["train"]["label_ids"].tolist() == [1, 0]
+
+    mnli = write_text(tmp_path / "mnli.tsv",
+                      "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tgold_label\n"
+                      '0\t31193\t31193n\tgov\t"Conceptually" cream skimming\tProduct and '
+                      "geography\tneutral\n"
+                      "1\t101457\t101457e\ttelephone\tyou know\tYou lose\tentailment\n"
+                      "2\t134793\t134793e\tfiction\tOne of our number\tA member\tcontradiction\n")
+    splits, labels = read_splits({"train": mnli, "dev": mnli}, "sentence1", "gold_label",
+                                 text_pair_column="sentence2")
+    assert labels.names == ["contradiction", "entailment", "neutral"]
+    assert splits["train"]["texts"][0] == '"Conceptually" cream skimming'
+
+    sts = write_text(tmp_path / "sts.tsv", "index\tgenre\tsentence1\tsentence2\tscore\n"
+                     "0\tmain\tA plane is taking off.\tAn air plane is taking off.\t5.000\n"
+                     "1\tmain\tA man plays a flute.\tA man plays a bamboo flute.\t3.800\n")
+    splits, labels = read_splits({"train": sts, "dev": sts}, "sentence1", "score",
+                                 text_pair_column="sentence2", regression=True)
+    assert labels is None
+    assert splits["dev"]["label_ids"].dtype == np.float32
+    np.testing.assert_allclose(splits["dev"]["label_ids"], [5.0, 3.8])
+
+
+def test_a_regression_target_that_is_not_a_number_is_named(tmp_path):
+    sts = write_text(tmp_path / "sts.csv", "s1,s2,score\na,b,4.5\nc,d,high\n")
+    with pytest.raises(ValueError, match=r"sts.csv' data row 2: 'score' is 'high', not a number"):
+        read_splits({"train": sts, "dev": sts}, "s1", "score", text_pair_column="s2",
+                    regression=True)
+    nan = write_text(tmp_path / "nan.csv", "s1,s2,score\na,b,nan\n")
+    with pytest.raises(ValueError, match="'score' is 'nan', not a number"):
+        read_splits({"train": nan, "dev": nan}, "s1", "score", regression=True)
