@@ -12,6 +12,7 @@ accuracy (mean over the seeds).
     python benchmarks/eval_pretraining.py         # 12 fine-tuning runs, about 10 minutes on 2 cores
     python benchmarks/eval_pretraining.py --pretrained runs/other --seeds 1 2 3
     python benchmarks/eval_pretraining.py -- --train my.csv --test my_test.csv  # other data
+    python benchmarks/eval_pretraining.py --train_examples 500   # few labels: a seeded 500
 
 Outputs: `<output_dir>/eval_pretraining.json` (every fine-tuning run) and `.md` (the table);
 the runs themselves under `--work_dir`.
@@ -44,6 +45,26 @@ def random_init_directory(pretrained_dir, out_dir, seed):
     fresh = kbm.bert_pretrainer(model.bert_config)
     kbm.save_pretrained(fresh, out_dir, preprocessor, overwrite=True)
     return out_dir
+
+
+def training_subset(size, seed, directory):
+    """The movie reviews' train, dev and test files, train cut to a seeded `size` examples (the
+    same for both arms): where labels are few, what pretraining gives shows most."""
+    import numpy as np
+
+    from keras_bert_min.corpora import fetch_movie_reviews
+
+    paths = dict(fetch_movie_reviews())
+    with open(paths["train"], encoding="utf-8") as f:
+        header, *rows = f.readlines()
+    if not 0 < size <= len(rows):
+        raise SystemExit(f"error: --train_examples must be 1 to {len(rows)}, got {size}.")
+    keep = sorted(np.random.default_rng(seed).permutation(len(rows))[:size])
+    os.makedirs(directory, exist_ok=True)
+    paths["train"] = os.path.join(directory, f"train_{size}_seed{seed}.tsv")
+    with open(paths["train"], "w", encoding="utf-8") as f:
+        f.writelines([header, *(rows[i] for i in keep)])
+    return ["--train", paths["train"], "--dev", paths["dev"], "--test", paths["test"]]
 
 
 def finetune(recipe, init, out, learning_rate, seed, args):
@@ -84,6 +105,9 @@ def main(argv=None):
                         help="Default: the pretraining run's (its preprocessor.json), the "
                              "positions it trained; longer inputs need its phase 2.")
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--train_examples", type=int, default=None,
+                        help="Fine-tune on this many training examples (a seeded subset, the "
+                             "same for both arms); default: all 8,451.")
     parser.add_argument("--work_dir", default=os.path.join("runs", NAME))
     parser.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR,
                         help="Where the result files go.")
@@ -97,6 +121,9 @@ def main(argv=None):
         with open(os.path.join(args.pretrained, "preprocessor.json"), encoding="utf-8") as f:
             args.seq_length = json.load(f)["seq_length"]
     recipe = load_recipe()
+    if args.train_examples is not None:
+        args.recipe_args = [*training_subset(args.train_examples, 0, args.work_dir),
+                            *args.recipe_args]
     runs = {arm: [] for arm in ARMS}
     for seed in args.seeds:
         inits = {"pretrained": args.pretrained, "random init": random_init_directory(
@@ -120,7 +147,9 @@ def main(argv=None):
               "runs": runs}
     rows = [[arm, f"{best[arm]['learning_rate']:g}", f"{100 * best[arm]['dev_accuracy']:.1f}%",
              f"{100 * best[arm]['test_accuracy']:.1f}%"] for arm in ARMS]
-    table = (f"Movie-review sentiment (test split), {args.epochs} epochs, seq {args.seq_length}, "
+    examples = args.train_examples or "all"
+    table = (f"Movie-review sentiment (test split), {examples} training examples, "
+             f"{args.epochs} epochs, seq {args.seq_length}, "
              f"batch {args.batch_size}, seeds {args.seeds}, learning rate chosen on dev from "
              f"{args.learning_rates}; pretrained from {args.pretrained}.\n\n"
              + markdown_table(["encoder", "chosen lr", "dev accuracy", "test accuracy"], rows)

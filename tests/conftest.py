@@ -38,3 +38,12 @@ def two_cpu_strategy():
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest could not split the CPU into two logical devices"
     return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+    """Every test starts and ends under the float32 policy. A recipe's `main` called in-process
+    sets the run's policy globally (`--precision auto` is mixed_bfloat16 on a CPU with AMX), and
+    a refusal raised after that would leave it for the next tests of the same worker."""
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")

@@ -8,6 +8,8 @@ brute-force span search over the same rules), NumPy softmax and argmax, hand-wri
 offsets, and the bytes an answer's offsets cut out of its context.
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -15,10 +17,12 @@ import tensorflow as tf
 
 from keras_bert_min.export import export_saved_model, unservable_saved_model_ops
 from keras_bert_min.pretrained import from_pretrained
-from keras_bert_min.tasks import bert_multiple_choice, decode_span
+from keras_bert_min.models import bert_encoder
+from keras_bert_min.tasks import (BertSpanPredictor, BertTokenClassifier, bert_multiple_choice,
+                                  decode_span)
 from keras_bert_min.text.choices import choice_inputs
 from keras_bert_min.text.preprocessor import BertPreprocessor
-from tests.fixtures import MINILM_DIR, TASK_TINY
+from tests.fixtures import MINILM_DIR, TASK_TINY, tiny_config
 from tests.test_export import run_serving_check
 
 TAGS = ["B-LOC", "I-LOC", "O"]
@@ -40,10 +44,11 @@ def softmax(logits):
 def served(tmp_path_factory, task_preprocessor):
     root = tmp_path_factory.mktemp("task_exports")
     keras.utils.set_random_seed(11)
-    tagger, minilm_preprocessor = from_pretrained(MINILM_DIR, "token_classifier",
-                                                  seq_length=32, num_classes=len(TAGS))
-    tagger.set_label_names(TAGS)
-    reader, _ = from_pretrained(MINILM_DIR, "span_predictor", seq_length=32)
+    # Tiny models on bert-base-uncased's real vocab (offsets need real word pieces).
+    minilm_preprocessor = BertPreprocessor(os.path.join(MINILM_DIR, "vocab.txt"), 32)
+    config = tiny_config(minilm_preprocessor.vocab_size, max_position_embeddings=64)
+    tagger = BertTokenClassifier(bert_encoder(config), len(TAGS), label_names=TAGS)
+    reader = BertSpanPredictor(bert_encoder(config))
     chooser = bert_multiple_choice(TASK_TINY)
     exports = {
         "tagger": export_saved_model(tagger, root / "tagger", minilm_preprocessor),

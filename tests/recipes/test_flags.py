@@ -12,8 +12,8 @@ from tests.recipes.conftest import REPO
 sys.path.insert(0, os.path.join(REPO, "recipes"))
 import _flags  # noqa: E402
 
-RECIPES = ["pretrain.py", "finetune_classifier.py", "finetune_tagger.py", "export.py",
-           "create_pretraining_data.py"]
+RECIPES = sorted(name for name in os.listdir(os.path.join(REPO, "recipes"))
+                 if name.endswith(".py") and not name.startswith("_"))
 
 HELP_PROBE = """
 import runpy, sys
@@ -39,6 +39,15 @@ def test_the_flags_offer_the_packages_values():
     assert _flags.DEFAULT_WARMUP_FRACTION == optimization.DEFAULT_WARMUP_FRACTION
     assert _flags.DEFAULT_SEQ_LENGTH == pretrained.DEFAULT_SEQ_LENGTH
     assert _flags.MINILM_PACKAGE == finetuning.MINILM_PACKAGE
+
+
+def test_the_recipes_metrics_file_is_the_packages():
+    from keras_bert_min import finetuning
+    from tests.recipes.conftest import load_recipe
+
+    for script in ("finetune_classifier.py", "finetune_tagger.py", "finetune_squad.py",
+                   "finetune_multiple_choice.py"):
+        assert load_recipe(script).METRICS_FILE == finetuning.METRICS_FILE, script
 
 
 @pytest.mark.parametrize("script", RECIPES)
