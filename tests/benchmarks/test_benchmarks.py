@@ -380,3 +380,26 @@ def test_eval_pretraining_fine_tunes_both_arms_and_reports_the_dev_chosen_gain(t
     random_model, _ = kbm.from_pretrained(tmp_path / "runs" / "random_init-1")
     original, _ = kbm.from_pretrained(pretrained)
     assert not np.array_equal(random_model.encoder.weights[0], original.encoder.weights[0])
+
+
+def test_eval_pretraining_train_examples_is_a_seeded_subset_of_the_reviews(tmp_path):
+    """--train_examples: the same seeded subset of the movie reviews' train file for both
+    arms, header kept, dev and test files unchanged."""
+    import eval_pretraining
+
+    from keras_bert_min.corpora import fetch_movie_reviews
+
+    paths = fetch_movie_reviews()
+    args = eval_pretraining.training_subset(500, 0, str(tmp_path))
+    again = eval_pretraining.training_subset(500, 0, str(tmp_path / "again"))
+    assert args[2:] == ["--dev", paths["dev"], "--test", paths["test"]]
+    with open(paths["train"], encoding="utf-8") as f:
+        header, *all_rows = f.readlines()
+    with open(args[1], encoding="utf-8") as f:
+        subset = f.readlines()
+    with open(again[1], encoding="utf-8") as f:
+        assert f.readlines() == subset
+    assert subset[0] == header and len(subset) == 501
+    assert set(subset[1:]) <= set(all_rows)
+    with pytest.raises(SystemExit, match="--train_examples must be 1 to 8451"):
+        eval_pretraining.training_subset(0, 0, str(tmp_path))
