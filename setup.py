@@ -28,7 +28,9 @@ setup(
     extras_require={
         # The tests run every benchmark's --quick mode (tests/benchmarks), so they need keras-hub
         # too, and the README's gRPC client example (tests/test_readme.py) its serving API.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", KERAS_HUB, "tensorflow-serving-api==2.21.0"],
+        # SciPy: the reference Pearson and Spearman of tests/test_task_metrics.py.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "scipy>=1.11", KERAS_HUB,
+                 "tensorflow-serving-api==2.21.0"],
         "benchmarks": [KERAS_HUB],
     },
     classifiers=[
