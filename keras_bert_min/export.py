@@ -79,7 +79,8 @@ _VERSION_DIR = re.compile(r"[0-9]+")
 
 
 def export_saved_model(model, export_base, preprocessor=None, version=None, label_names=None,
-                       text_padding="longest", max_answer_length=30, null_score_threshold=None):
+                       text_padding="longest", max_answer_length=30, null_score_threshold=None,
+                       max_query_length=64):
     """Exports a Keras BERT model as a new version for TF Serving; see the module docstring.
 
     Args:
@@ -102,6 +103,8 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
         null_score_threshold: a span predictor's `serve_question` answers "" (SQuAD 2.0's no
             answer) where [CLS]'s score beats the best span's by more than this; None (the
             default, for SQuAD 1.1) always answers.
+        max_query_length: `serve_question` cuts each question to this many pieces, as the
+            span predictor was trained (Google's default, 64).
 
     Returns:
         str, the version directory, e.g. "<export_base>/3".
@@ -121,6 +124,7 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
         raise ValueError(f"text_padding must be one of {PADDING_MODES}, got {text_padding!r}.")
     label_names = _checked_label_names(model, label_names)
     check_int("max_answer_length", max_answer_length)
+    check_int("max_query_length", max_query_length)
     if null_score_threshold is not None and not isinstance(null_score_threshold, (int, float)):
         raise ValueError(f"null_score_threshold must be a number or None, got "
                          f"{null_score_threshold!r}.")
@@ -133,7 +137,8 @@ def export_saved_model(model, export_base, preprocessor=None, version=None, labe
     # digits), and renamed when complete; a re-run removes what a killed export left.
     with atomic_directory(final_dir) as work_dir:
         signatures = signature_functions(model, preprocessor, input_specs, label_names,
-                                         text_padding, max_answer_length, null_score_threshold)
+                                         text_padding, max_answer_length, null_score_threshold,
+                                         max_query_length)
         _write_saved_model(model, preprocessor, signatures, work_dir)
         unservable = unservable_saved_model_ops(work_dir)
         if unservable:

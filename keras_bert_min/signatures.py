@@ -57,7 +57,7 @@ def is_classifier(model):
 
 
 def signature_functions(model, preprocessor, input_specs, label_names, text_padding,
-                        max_answer_length=30, null_score_threshold=None):
+                        max_answer_length=30, null_score_threshold=None, max_query_length=64):
     """Signature name -> concrete function, as listed in the module docstring.
 
     Args:
@@ -69,6 +69,8 @@ def signature_functions(model, preprocessor, input_specs, label_names, text_padd
         max_answer_length: a span predictor's longest answer, in word pieces.
         null_score_threshold: a span predictor answers nothing (SQuAD 2.0) where the null
             score beats the best span's by more than this; None always answers.
+        max_query_length: a span predictor's questions are cut to this many pieces, as in
+            training (Google's run_squad.py).
     """
     def model_outputs(inputs):
         outputs = model(inputs, training=False)
@@ -110,7 +112,7 @@ def signature_functions(model, preprocessor, input_specs, label_names, text_padd
         question, context = _same_length(_one_text_per_example(question, "question"),
                                          _one_text_per_example(context, "context"), "question",
                                          "context")
-        q_ids = preprocessor.tokenize(question)
+        q_ids = preprocessor.tokenize(question)[:, :max_query_length]
         c_ids, c_starts, c_ends = preprocessor.tokenize_with_offsets(context)
         inputs = preprocessor.pack([q_ids, c_ids], padding=text_padding,
                                    offsets=[(tf.zeros_like(q_ids, tf.int64) - 1,

@@ -12,7 +12,7 @@ once over a whole split after prediction.
 
 Why a Pearson metric of our own: `keras.metrics.PearsonCorrelation` averages a correlation per
 batch (or per row), which is not the correlation of the split; `PearsonCorrelation` here keeps
-the running means and co-moments (Chan et al.'s pairwise update) and is exact over any batching.
+float64 sums that replicas add up, and is the split's correlation over any batching.
 """
 
 import keras
@@ -109,13 +109,15 @@ class TokenAccuracy(keras.metrics.SparseCategoricalAccuracy):
 
 @_register
 class PearsonCorrelation(keras.metrics.Metric):
-    """Pearson's correlation of predictions and targets over everything seen, exact over any
-    batching (unlike `keras.metrics.PearsonCorrelation`, a mean of per-batch correlations).
+    """Pearson's correlation of predictions and targets over everything seen (unlike
+    `keras.metrics.PearsonCorrelation`, a mean of per-batch correlations).
 
-    Keeps the count, both means and the co-moments, each batch merged in by Chan et al.'s
-    pairwise update, which stays accurate where raw sums of squares would cancel. Both inputs
-    are flattened, so [B] and [B, 1] are alike. Fewer than two examples, or a constant input,
-    give 0.
+    Keeps float64 sums (count, sums, sums of squares and of products), which replicas add up
+    as Keras sums a metric's variables under a tf.distribute strategy, so the result is the
+    split's correlation whatever the batching and the number of replicas (float64: the sums'
+    differences would cancel in float32; TPUs, without float64, should score with
+    `regression_scores` instead). Both inputs are flattened, so [B] and [B, 1] are alike.
+    Fewer than two examples, or a constant input, give 0.
 
     Example:
     >>> metric = PearsonCorrelation()
@@ -125,36 +127,31 @@ class PearsonCorrelation(keras.metrics.Metric):
     0.9979
     """
 
+    _SUMS = ("count", "sum_true", "sum_pred", "sum_true2", "sum_pred2", "sum_product")
+
     def __init__(self, name="pearson", dtype=None):
         super().__init__(name=name, dtype=dtype)
-        self.count, self.mean_true, self.mean_pred, self.m2_true, self.m2_pred, self.co_moment = (
-            self.add_variable(shape=(), initializer="zeros", name=state)
-            for state in ("count", "mean_true", "mean_pred", "m2_true", "m2_pred", "co_moment"))
+        self.sums = [self.add_variable(shape=(), initializer="zeros", dtype="float64", name=n)
+                     for n in self._SUMS]
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
             raise ValueError("PearsonCorrelation takes no sample_weight.")
-        y_true = ops.reshape(ops.cast(y_true, self.dtype), (-1,))
-        y_pred = ops.reshape(ops.cast(y_pred, self.dtype), (-1,))
-        n_b = ops.cast(ops.shape(y_true)[0], self.dtype)
-        safe_n_b = ops.maximum(n_b, 1.0)
-        mean_t, mean_p = ops.sum(y_true) / safe_n_b, ops.sum(y_pred) / safe_n_b
-        d_t, d_p = y_true - mean_t, y_pred - mean_p
-        n_a = self.count.value
-        n = n_a + n_b
-        safe_n = ops.maximum(n, 1.0)
-        delta_t, delta_p = mean_t - self.mean_true.value, mean_p - self.mean_pred.value
-        weight = n_a * n_b / safe_n
-        self.m2_true.assign_add(ops.sum(d_t * d_t) + delta_t * delta_t * weight)
-        self.m2_pred.assign_add(ops.sum(d_p * d_p) + delta_p * delta_p * weight)
-        self.co_moment.assign_add(ops.sum(d_t * d_p) + delta_t * delta_p * weight)
-        self.mean_true.assign_add(delta_t * n_b / safe_n)
-        self.mean_pred.assign_add(delta_p * n_b / safe_n)
-        self.count.assign(n)
+        t = ops.reshape(ops.cast(y_true, "float64"), (-1,))
+        p = ops.reshape(ops.cast(y_pred, "float64"), (-1,))
+        for variable, value in zip(self.sums, (ops.cast(ops.shape(t)[0], "float64"), ops.sum(t),
+                                               ops.sum(p), ops.sum(t * t), ops.sum(p * p),
+                                               ops.sum(t * p))):
+            variable.assign_add(value)
 
     def result(self):
-        denominator = ops.sqrt(self.m2_true * self.m2_pred)
-        return ops.where(denominator > 0, self.co_moment / ops.maximum(denominator, 1e-30), 0.0)
+        n, st, sp, stt, spp, stp = (variable.value for variable in self.sums)
+        safe_n = ops.maximum(n, 1.0)
+        covariance = stp - st * sp / safe_n
+        variances = ops.maximum(stt - st * st / safe_n, 0.0) * ops.maximum(spp - sp * sp / safe_n,
+                                                                           0.0)
+        r = ops.where(variances > 0, covariance / ops.sqrt(ops.maximum(variances, 1e-300)), 0.0)
+        return ops.cast(r, self.dtype)
 
     def reset_state(self):
         for variable in self.variables:

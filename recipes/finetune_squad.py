@@ -117,8 +117,10 @@ def load_splits(args):
 
 
 def predict(model, features, batch_size):
-    """Start and end logits of every window, [N, seq_length] (each batch ran cut to its longest
-    window; the cut positions get -1e9, never an answer)."""
+    """Start and end logits of every window, [N, seq_length]. Each batch runs cut to its
+    longest window; every padding position then gets -1e9, so that no window's n-best depends
+    on the batch it ran in (Google ranks its padding's logits too: they can take n-best slots
+    but never make an answer, so dropping them only leaves room for real candidates)."""
     starts, ends = [], []
     width = features.inputs["input_word_ids"].shape[1]
     for inputs in squad.squad_dataset(features, batch_size, labels=False):
@@ -127,7 +129,9 @@ def predict(model, features, batch_size):
             logits = np.asarray(logits)
             out.append(np.pad(logits, ((0, 0), (0, width - logits.shape[1])),
                               constant_values=-1e9))
-    return np.concatenate(starts), np.concatenate(ends)
+    padding = features.inputs["input_mask"] == 0
+    return (np.where(padding, -1e9, np.concatenate(starts)),
+            np.where(padding, -1e9, np.concatenate(ends)))
 
 
 def answers(args, model, preprocessor, examples, features, version_2):
@@ -188,6 +192,7 @@ def main(argv=None):
         evaluate=lambda best, directory: {name: scores(best, name, directory)
                                           for name in ("dev", "test") if name in splits},
         export_options={"max_answer_length": args.max_answer_length,
+                        "max_query_length": args.max_query_length,
                         "null_score_threshold": args.null_score_diff_threshold
                         if version_2 else None},
         settings={"version_2_with_negative": version_2, "init": args.init,

@@ -183,6 +183,15 @@ def test_export_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="null_score_threshold must be a number"):
         export_saved_model(reader, tmp_path / "b", preprocessor, null_score_threshold="high")
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+    with pytest.raises(ValueError, match="max_query_length must be an integer"):
+        export_saved_model(reader, tmp_path / "c", preprocessor, max_query_length=0)
+    # Questions are cut to max_query_length pieces, as run_squad.py cuts them in training.
+    version = export_saved_model(reader, tmp_path / "d", preprocessor, max_query_length=2)
+    serve = tf.saved_model.load(version).signatures["serve_question"]
+    ids = serve(question=tf.constant(["Where did Anna fly today?"]),
+                context=tf.constant(["To Oslo."]))["input_word_ids"].numpy()[0]
+    where, did = preprocessor.tokenize(["Where did"]).to_list()[0]
+    assert ids[:4].tolist() == [preprocessor.cls_id, where, did, preprocessor.sep_id]
 
 
 def test_unused_preprocessor_settings_do_not_matter(task_vocab_file, tmp_path):

@@ -79,3 +79,18 @@ def test_regression_scores_by_hand_and_bad_input():
         "pearson": pytest.approx(0.8), "spearman": pytest.approx(0.8), "mse": 0.5}
     with pytest.raises(ValueError, match="as many predictions as targets"):
         regression_scores([1, 2, 3], [1.0, 2.0])
+
+
+def test_pearson_summed_over_replicas_is_the_split_correlation():
+    """Under a tf.distribute strategy each replica keeps its own variables and Keras sums them:
+    two metrics fed half the batch each, their variables added, give the split's r."""
+    targets = np.array([0.0, 1.0, 10.0, 11.0])
+    predictions = np.array([1.0, 0.0, 11.0, 10.0])
+    replicas = [PearsonCorrelation(), PearsonCorrelation()]
+    replicas[0].update_state(targets[:2], predictions[:2])
+    replicas[1].update_state(targets[2:], predictions[2:])
+    merged = PearsonCorrelation()
+    for variable, a, b in zip(merged.variables, replicas[0].variables, replicas[1].variables):
+        variable.assign(np.asarray(a) + np.asarray(b))
+    assert float(merged.result()) == pytest.approx(np.corrcoef(targets, predictions)[0, 1],
+                                                   rel=1e-6)

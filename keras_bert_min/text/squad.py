@@ -214,17 +214,29 @@ def squad_features(examples, preprocessor, doc_stride=128, max_query_length=64, 
                          "[SEP]; lower max_query_length or raise seq_length.")
     if doc_stride < 1:
         raise ValueError(f"doc_stride must be at least 1, got {doc_stride}.")
+    if training:
+        unread = next((e.qas_id for e in examples if not e.is_impossible and e.start_token < 0),
+                      None)
+        if unread is not None:
+            raise ValueError(f"Question {unread!r} has no answer position: read the file with "
+                             "read_squad(path, training=True) to train on it.")
     questions = preprocessor.tokenize([e.question for e in examples]).to_list()
-    # Every doc token is tokenized on its own, as Google's loop does.
-    all_tokens = [token for e in examples for token in e.doc_tokens]
-    pieces = preprocessor.tokenize(all_tokens).to_list() if all_tokens else []
+    # Every doc token is tokenized on its own, as Google's loop does; each context once,
+    # however many questions it has.
+    contexts = {}
+    for example in examples:
+        contexts.setdefault(example.context, example.doc_tokens)
+    context_pieces, all_tokens = {}, [token for tokens in contexts.values() for token in tokens]
+    flat = preprocessor.tokenize(all_tokens).to_list() if all_tokens else []
+    start = 0
+    for context, tokens in contexts.items():
+        context_pieces[context] = flat[start:start + len(tokens)]
+        start += len(tokens)
     answers = (preprocessor.tokenize([e.answer_text for e in examples]).to_list()
                if training else None)
     rows = {name: [] for name in ("ids", "types", "mask", "orig", "max", "start", "end", "ex")}
-    offset = 0
     for index, example in enumerate(examples):
-        token_pieces = pieces[offset:offset + len(example.doc_tokens)]
-        offset += len(example.doc_tokens)
+        token_pieces = context_pieces[example.context]
         doc_ids = [piece for token in token_pieces for piece in token]
         piece_token = [i for i, token in enumerate(token_pieces) for _ in token]
         query = questions[index][:max_query_length]

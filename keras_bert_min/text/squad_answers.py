@@ -42,7 +42,15 @@ def squad_predictions(examples, features, start_logits, end_logits, vocab, lower
         `(predictions, nbest, null_score_diffs)`: {qas_id: text}, {qas_id: [{"text",
         "probability", "start_logit", "end_logit"}, ...]} and (v2.0) {qas_id: float}.
     """
-    start_logits, end_logits = np.asarray(start_logits), np.asarray(end_logits)
+    # float64, as Google's Python floats add a start and an end logit.
+    start_logits = np.asarray(start_logits, dtype="float64")
+    end_logits = np.asarray(end_logits, dtype="float64")
+    if start_logits.shape != features.token_to_orig.shape or \
+            end_logits.shape != features.token_to_orig.shape:
+        raise ValueError(f"start_logits and end_logits must be [windows, seq_length] = "
+                         f"{features.token_to_orig.shape}, one row per window of the features, "
+                         f"got {start_logits.shape} and {end_logits.shape}; pad each batch cut "
+                         "by squad_dataset back to seq_length.")
     by_example = collections.defaultdict(list)
     for row, example_index in enumerate(features.example_index):
         by_example[int(example_index)].append(row)
@@ -195,10 +203,10 @@ def normalize_answer(text):
     return " ".join(text.split())
 
 
-def _f1(gold, predicted):
+def _f1(gold, predicted, version_2=True):
     gold_tokens, predicted_tokens = normalize_answer(gold).split(), normalize_answer(
         predicted).split()
-    if not gold_tokens or not predicted_tokens:  # v2.0: both empty is a match
+    if version_2 and (not gold_tokens or not predicted_tokens):  # both empty is a match
         return float(gold_tokens == predicted_tokens)
     common = collections.Counter(gold_tokens) & collections.Counter(predicted_tokens)
     same = sum(common.values())
@@ -208,12 +216,19 @@ def _f1(gold, predicted):
     return 2 * precision * recall / (precision + recall)
 
 
-def squad_scores(examples, predictions):
+def squad_scores(examples, predictions, version_2=None):
     """The official SQuAD scores of `predictions` ({qas_id: text}) on `examples`.
 
-    Exact match and F1 per question are the best over its gold answers (a question without
-    any scores against "", as v2.0's script does), averaged and given in percent; with
-    unanswerable questions also split into "has_answer" and "no_answer".
+    Exact match and F1 per question are the best over its gold answers, averaged and given in
+    percent. v2.0's script also drops gold answers that normalise to nothing, scores a
+    question without any against "" (two empty answers match), and splits the scores into
+    "has_answer" and "no_answer" (a question has an answer if it lists any); v1.1's does none
+    of this.
+
+    Args:
+        examples: `SquadExample`s from `read_squad`, with their answers.
+        predictions: {qas_id: answer text}.
+        version_2: which script's rules; None: v2.0 if any question has no answer.
 
     Returns:
         dict "exact_match", "f1", "total" (and "has_answer_*", "no_answer_*" where both kinds
@@ -226,17 +241,21 @@ def squad_scores(examples, predictions):
     missing = [e.qas_id for e in examples if e.qas_id not in predictions]
     if missing:
         raise ValueError(f"No prediction for {len(missing)} questions, e.g. {missing[:3]}.")
+    if version_2 is None:
+        version_2 = any(not e.answers for e in examples)
     exact, f1, answerable = [], [], []
     for example in examples:
-        golds = [a for a in example.answers if normalize_answer(a)] or [""]
+        golds = list(example.answers)
+        if version_2:
+            golds = [a for a in golds if normalize_answer(a)] or [""]
         predicted = predictions[example.qas_id]
         exact.append(max(float(normalize_answer(g) == normalize_answer(predicted))
                          for g in golds))
-        f1.append(max(_f1(g, predicted) for g in golds))
-        answerable.append(golds != [""])
+        f1.append(max(_f1(g, predicted, version_2) for g in golds))
+        answerable.append(bool(example.answers))
     exact, f1, answerable = np.array(exact), np.array(f1), np.array(answerable)
     scores = {"exact_match": 100.0 * exact.mean(), "f1": 100.0 * f1.mean(), "total": len(exact)}
-    if answerable.any() and not answerable.all():
+    if version_2 and answerable.any() and not answerable.all():
         for name, part in (("has_answer", answerable), ("no_answer", ~answerable)):
             scores.update({f"{name}_exact_match": 100.0 * exact[part].mean(),
                            f"{name}_f1": 100.0 * f1[part].mean(), f"{name}_total":

@@ -470,7 +470,7 @@ def evaluate_v2(dataset, preds):
                 gold_answers = [a["text"] for a in qa["answers"] if normalize_answer(a["text"])]
                 if not gold_answers:
                     gold_answers = [""]
-                has_answer[qid] = gold_answers != [""]
+                has_answer[qid] = bool(qa["answers"])  # make_qid_to_has_ans
                 a_pred = preds[qid]
                 exact_scores[qid] = max(compute_exact(a, a_pred) for a in gold_answers)
                 f1_scores[qid] = max(compute_f1(a, a_pred) for a in gold_answers)

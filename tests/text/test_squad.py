@@ -208,13 +208,19 @@ def test_scores_are_the_official_v1_script_with_several_gold_answers(tmp_path):
     qa = data["data"][0]["paragraphs"][0]["qas"][1]  # q-city: a second, longer gold answer
     context = data["data"][0]["paragraphs"][0]["context"]
     qa["answers"].append({"text": "in Zürich", "answer_start": context.index("in Zürich")})
+    # v1.1 keeps a gold answer that normalises to nothing: "the" matches "the" exactly.
+    year = data["data"][0]["paragraphs"][0]["qas"][0]
+    year["answers"].append({"text": "The", "answer_start": context.index("The")})
     predictions = {k: v for k, v in PREDICTION_TRAPS.items() if k in
                    {q["id"] for p in data["data"] for q in p["paragraphs"][0]["qas"]}}
+    predictions["q-year"] = "the"
     ours = squad_scores(gold_examples(data, tmp_path), predictions)
     expected = google.evaluate_v1(data["data"], predictions)
     assert ours["exact_match"] == pytest.approx(expected["exact_match"])
     assert ours["f1"] == pytest.approx(expected["f1"])
     assert "has_answer_f1" not in ours
+    assert squad_scores(gold_examples(data, tmp_path), {**predictions, "q-year": "the"},
+                        version_2=True)["exact_match"] < ours["exact_match"]  # v2.0 drops "The"
     with pytest.raises(ValueError, match=r"No prediction for 6 questions, e.g. \['q-city'"):
         squad_scores(gold_examples(data, tmp_path), {"q-year": "1895"})
 
@@ -267,6 +273,17 @@ def test_training_needs_one_answer_and_unique_ids(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not SQuAD JSON"):
         read_squad(tmp_path / "bad.json")
+
+
+def test_training_features_need_training_examples_and_logits_need_their_shape(squad_file):
+    examples, _ = read_squad(squad_file)  # not read for training: no answer positions
+    with pytest.raises(ValueError, match=r"'q-year' has no answer position: read the file with "
+                                         r"read_squad\(path, training=True\)"):
+        squad_features(examples, preprocessor_for(seq_length=48), 16, 10, training=True)
+    features = squad_features(examples, preprocessor_for(seq_length=48), 16, 10)
+    short = np.zeros((len(features.example_index), 40), "float32")
+    with pytest.raises(ValueError, match=r"must be \[windows, seq_length\] = \(\d+, 48\)"):
+        squad_predictions(examples, features, short, short, VOCAB, True)
 
 
 def test_windows_need_room_for_the_context(squad_file):
