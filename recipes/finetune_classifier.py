@@ -33,7 +33,6 @@ gives back the classifier (with its label names) and its preprocessor, and
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
@@ -104,9 +103,7 @@ def check_args(args):
     """Argument errors, before any data is read or any model is built."""
     finetuning.check_args(args, seq_length_hint=" ([CLS] and two [SEP])")
     check_fraction("--dev_fraction", args.dev_fraction, low_open=True, high_open=True)
-    if args.train is None and (args.dev or args.test):
-        raise ValueError("--dev and --test need --train (without --train the movie reviews are "
-                         "used, with their own dev and test files).")
+    finetuning.check_split_args(args, "the movie-review set", dev_required=False)
     cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)
 
 
@@ -132,14 +129,15 @@ def load_init(args, labels):
     A saved classifier is fine-tuned further and must have as many classes as the data (and the
     same label names, when it has them); anything else gets a new classifier layer.
     """
-    classifier, preprocessor = kbm.from_pretrained(
-        args.init, "classifier", args.seq_length, cli.lower_case_flag(args.lower_case),
-        num_classes=1 if labels is None else len(labels), dropout=args.dropout)
+    classifier, preprocessor = finetuning.load_init(
+        args, "classifier", num_classes=1 if labels is None else len(labels),
+        dropout=args.dropout)
     if labels is None:  # a regressor
         return classifier, preprocessor
     if classifier.label_names not in (None, labels.names):
-        raise ValueError(f"it was trained on the labels {classifier.label_names}, the data has "
-                         f"{labels.names}; the class ids would not mean the same.")
+        raise ValueError(f"--init {args.init}: it was trained on the labels "
+                         f"{classifier.label_names}, the data has {labels.names}; the class ids "
+                         "would not mean the same.")
     classifier.set_label_names(labels.names)  # saved with the model, served by the export
     return classifier, preprocessor
 
@@ -155,23 +153,14 @@ def datasets(splits, preprocessor, batch_size, seed, static_shapes):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.started = time.time()
-    args.output_dir = os.path.normpath(args.output_dir)
-    args.init = args.init or finetuning.default_init()
+    finetuning.begin(args)
     splits, labels, paths = load_splits(args)
-    steps_per_epoch = len(splits["train"]["texts"]) // args.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(splits['train']['texts'])} training examples make no full batch "
-                         f"of --batch_size {args.batch_size}; lower it.")
+    steps_per_epoch = finetuning.full_batches(len(splits["train"]["texts"]), args.batch_size,
+                                              "training examples")
     strategy = finetuning.start(args)
     with strategy.scope():
-        try:
-            classifier, preprocessor = load_init(args, labels)
-        except cli.ERRORS as error:
-            raise ValueError(f"--init {args.init}: {error}") from None
-        classifier.compile(optimizer=kbm.finetuning_optimizer(
-            args.epochs * steps_per_epoch, args.learning_rate, args.warmup_fraction),
-            jit_compile=args.jit_compile)
+        classifier, preprocessor = load_init(args, labels)
+        finetuning.compile_for_run(classifier, args, steps_per_epoch)
     # TPUs and XLA compile once per shape: give them the full seq_length every time.
     static_shapes = args.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
     data = datasets(splits, preprocessor, args.batch_size, args.seed, static_shapes)

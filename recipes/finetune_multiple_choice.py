@@ -24,7 +24,6 @@ renamed when finished; a killed run resumes from its last epoch.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
@@ -35,11 +34,7 @@ METRICS_FILE = "metrics.json"  # finetuning.METRICS_FILE
 def build_parser():
     parser = _flags.parser(__doc__)
     data = parser.add_argument_group("data (JSON lines)")
-    data.add_argument("--train", default=None,
-                      help="Training file. Default: the hand-made set's training split.")
-    data.add_argument("--dev", default=None, help="Dev file, for the best epoch (needed with "
-                      "--train); default: the hand-made set's dev split.")
-    data.add_argument("--test", default=None, help="Test file, scored once at the end.")
+    _flags.add_split_arguments(data, "the hand-made set")
     model = parser.add_argument_group("model")
     _flags.add_init_arguments(model, "BertMultipleChoice")
     model.add_argument("--seq_length", type=int, default=192,
@@ -59,7 +54,6 @@ def build_parser():
 if __name__ == "__main__":  # --help answers before TensorFlow is imported
     _flags.answer_help(build_parser)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import cli, finetuning  # noqa: E402
 from keras_bert_min.text import choices, handmade  # noqa: E402
 
@@ -71,11 +65,7 @@ def parse_args(argv=None):
 def check_args(args):
     """Argument errors, before any data is read or any model is built."""
     finetuning.check_args(args, seq_length_hint=" ([CLS] and two [SEP])")
-    if args.train is None and (args.dev or args.test):
-        raise ValueError("--dev and --test need --train (without --train the hand-made set is "
-                         "used, with its own dev and test splits).")
-    if args.train is not None and args.dev is None:
-        raise ValueError("--train needs --dev: the best epoch is chosen on it.")
+    finetuning.check_split_args(args, "the hand-made set")
     cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)
 
 
@@ -98,25 +88,15 @@ def load_splits(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.started = time.time()
-    args.output_dir = os.path.normpath(args.output_dir)
-    args.init = args.init or finetuning.default_init()
+    finetuning.begin(args)
     splits = load_splits(args)
-    steps_per_epoch = len(splits["train"]) // args.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(splits['train'])} training examples make no full batch of "
-                         f"--batch_size {args.batch_size}; lower it.")
+    steps_per_epoch = finetuning.full_batches(len(splits["train"]), args.batch_size,
+                                              "training examples")
     strategy = finetuning.start(args)
     with strategy.scope():
-        try:
-            chooser, preprocessor = kbm.from_pretrained(
-                args.init, "multiple_choice", args.seq_length,
-                cli.lower_case_flag(args.lower_case), dropout=args.dropout)
-        except cli.ERRORS as error:
-            raise ValueError(f"--init {args.init}: {error}") from None
-        chooser.compile(optimizer=kbm.finetuning_optimizer(
-            args.epochs * steps_per_epoch, args.learning_rate, args.warmup_fraction),
-            jit_compile=args.jit_compile)
+        chooser, preprocessor = finetuning.load_init(args, "multiple_choice",
+                                                     dropout=args.dropout)
+        finetuning.compile_for_run(chooser, args, steps_per_epoch)
     data = {name: choices.choice_dataset(examples, preprocessor, args.batch_size,
                                          shuffle_seed=args.seed if name == "train" else None,
                                          drop_remainder=name == "train")

@@ -28,7 +28,6 @@ renamed when finished; a killed run resumes from its last epoch.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
@@ -39,11 +38,7 @@ METRICS_FILE = "metrics.json"  # finetuning.METRICS_FILE
 def build_parser():
     parser = _flags.parser(__doc__)
     data = parser.add_argument_group("data (SQuAD v1.1 or v2.0 JSON files)")
-    data.add_argument("--train", default=None,
-                      help="Training file. Default: the hand-made set's training split.")
-    data.add_argument("--dev", default=None, help="Dev file, for the best epoch (needed with "
-                      "--train); default: the hand-made set's dev split.")
-    data.add_argument("--test", default=None, help="Test file, scored once at the end.")
+    _flags.add_split_arguments(data, "the hand-made set")
     squad = parser.add_argument_group("windows and answers (Google's run_squad.py flags)")
     squad.add_argument("--seq_length", type=int, default=384, help="Pieces per window, the "
                        "question and [CLS], [SEP], [SEP] included; batches are cut to their "
@@ -75,7 +70,6 @@ if __name__ == "__main__":  # --help answers before TensorFlow is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
-import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import cli, finetuning  # noqa: E402
 from keras_bert_min._checks import check_int, write_json  # noqa: E402
 from keras_bert_min.text import handmade, squad, squad_answers  # noqa: E402
@@ -93,11 +87,7 @@ def check_args(args):
     if args.max_query_length + 3 >= args.seq_length:
         raise ValueError(f"--max_query_length {args.max_query_length} leaves no room for the "
                          f"context in --seq_length {args.seq_length}; lower it.")
-    if args.train is None and (args.dev or args.test):
-        raise ValueError("--dev and --test need --train (without --train the hand-made set is "
-                         "used, with its own dev and test splits).")
-    if args.train is not None and args.dev is None:
-        raise ValueError("--train needs --dev: the best epoch is chosen on it.")
+    finetuning.check_split_args(args, "the hand-made set")
     cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)
 
 
@@ -143,30 +133,19 @@ def answers(args, model, preprocessor, examples, features, version_2):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.started = time.time()
-    args.output_dir = os.path.normpath(args.output_dir)
-    args.init = args.init or finetuning.default_init()
+    finetuning.begin(args)
     splits = load_splits(args)
     version_2 = any(e.is_impossible for examples in splits.values() for e in examples)
     strategy = finetuning.start(args)
     with strategy.scope():
-        try:
-            reader, preprocessor = kbm.from_pretrained(
-                args.init, "span_predictor", args.seq_length,
-                cli.lower_case_flag(args.lower_case))
-        except cli.ERRORS as error:
-            raise ValueError(f"--init {args.init}: {error}") from None
+        reader, preprocessor = finetuning.load_init(args, "span_predictor")
     features = {name: squad.squad_features(examples, preprocessor, args.doc_stride,
                                            args.max_query_length, training=name == "train")
                 for name, examples in splits.items()}
-    steps_per_epoch = len(features["train"].example_index) // args.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(features['train'].example_index)} training windows make no "
-                         f"full batch of --batch_size {args.batch_size}; lower it.")
+    steps_per_epoch = finetuning.full_batches(len(features["train"].example_index),
+                                              args.batch_size, "training windows")
     with strategy.scope():
-        reader.compile(optimizer=kbm.finetuning_optimizer(
-            args.epochs * steps_per_epoch, args.learning_rate, args.warmup_fraction),
-            jit_compile=args.jit_compile)
+        finetuning.compile_for_run(reader, args, steps_per_epoch)
     train = squad.squad_dataset(features["train"], args.batch_size, shuffle_seed=args.seed,
                                 drop_remainder=True)
     print(f"Fine-tuning {args.init} on SQuAD {'2.0' if version_2 else '1.1'} questions ("

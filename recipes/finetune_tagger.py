@@ -25,7 +25,6 @@ test), history.csv, logs/, export/<version>/ (a SavedModel of per-piece logits).
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 import _flags  # noqa: E402  (the standard library only)
@@ -36,11 +35,7 @@ METRICS_FILE = "metrics.json"
 def build_parser():
     parser = _flags.parser(__doc__)
     data = parser.add_argument_group("data (CoNLL or JSON-lines files)")
-    data.add_argument("--train", default=None,
-                      help="Training file. Default: the hand-made NER set's training split.")
-    data.add_argument("--dev", default=None, help="Dev file, for the best epoch; default: "
-                      "the hand-made set's dev split (needed with --train).")
-    data.add_argument("--test", default=None, help="Test file, scored once at the end.")
+    _flags.add_split_arguments(data, "the hand-made NER set")
     data.add_argument("--tag_column", type=int, default=-1,
                       help="CoNLL column of the tag (CoNLL-2003: 3 or -1 for NER, 1 for POS).")
     data.add_argument("--scheme", choices=["iob1", "iob2", "iobes"], default="iob2",
@@ -66,7 +61,6 @@ if __name__ == "__main__":  # --help answers before TensorFlow is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
-import keras_bert_min as kbm  # noqa: E402
 from keras_bert_min import cli, finetuning  # noqa: E402
 from keras_bert_min.text import conll, handmade  # noqa: E402
 from keras_bert_min.text.labelled import LabelMap  # noqa: E402
@@ -79,11 +73,7 @@ def parse_args(argv=None):
 def check_args(args):
     """Argument errors, before any data is read or any model is built."""
     finetuning.check_args(args, seq_length_hint=" ([CLS], a word piece and [SEP])")
-    if args.train is None and (args.dev or args.test):
-        raise ValueError("--dev and --test need --train (without --train the hand-made NER "
-                         "set is used, with its own dev and test splits).")
-    if args.train is not None and args.dev is None:
-        raise ValueError("--train needs --dev: the best epoch is chosen on it.")
+    finetuning.check_split_args(args, "the hand-made NER set")
     cli.refuse_used_output_dir(args.output_dir, METRICS_FILE)
 
 
@@ -113,19 +103,12 @@ def load_splits(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.started = time.time()
-    args.output_dir = os.path.normpath(args.output_dir)
-    args.init = args.init or finetuning.default_init()
+    finetuning.begin(args)
     splits, tags = load_splits(args)
     strategy = finetuning.start(args)
     with strategy.scope():
-        try:
-            tagger, preprocessor = kbm.from_pretrained(
-                args.init, "token_classifier", args.seq_length,
-                cli.lower_case_flag(args.lower_case), num_classes=len(tags),
-                dropout=args.dropout)
-        except cli.ERRORS as error:
-            raise ValueError(f"--init {args.init}: {error}") from None
+        tagger, preprocessor = finetuning.load_init(args, "token_classifier",
+                                                    num_classes=len(tags), dropout=args.dropout)
         if tagger.label_names not in (None, tags.names):
             raise ValueError(f"--init {args.init} was trained on the tags {tagger.label_names}, "
                              f"the data has {tags.names}.")
@@ -133,14 +116,10 @@ def main(argv=None):
     tag_ids = {name: i for i, name in enumerate(tags.names)}
     features = {name: conll.tagger_features(sentences, preprocessor, tag_ids)
                 for name, sentences in splits.items()}
-    steps_per_epoch = len(features["train"].labels) // args.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(features['train'].labels)} training windows make no full batch "
-                         f"of --batch_size {args.batch_size}; lower it.")
+    steps_per_epoch = finetuning.full_batches(len(features["train"].labels), args.batch_size,
+                                              "training windows")
     with strategy.scope():
-        tagger.compile(optimizer=kbm.finetuning_optimizer(
-            args.epochs * steps_per_epoch, args.learning_rate, args.warmup_fraction),
-            jit_compile=args.jit_compile)
+        finetuning.compile_for_run(tagger, args, steps_per_epoch)
     data = {name: conll.tagger_dataset(f, args.batch_size,
                                        shuffle_seed=args.seed if name == "train" else None,
                                        drop_remainder=name == "train")
