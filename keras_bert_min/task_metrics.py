@@ -162,6 +162,8 @@ class PearsonCorrelation(keras.metrics.Metric):
 
 def _pearson(x, y):
     x, y = x - x.mean(), y - y.mean()
+    # r does not change with scale: scaled to at most 1, tiny deviations cannot underflow.
+    x, y = (v / np.abs(v).max() if np.abs(v).max() > 0 else v for v in (x, y))
     denominator = np.sqrt((x * x).sum() * (y * y).sum())
     return float((x * y).sum() / denominator) if denominator > 0 else 0.0
 
