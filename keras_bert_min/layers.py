@@ -250,7 +250,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
         scores = ops.einsum("bqnd,bknd->bnqk", query, key) * (1.0 / math.sqrt(self.head_size))
         # Softmax in float32; padded keys get Google's -10000 bias, which underflows to an
         # exact 0 probability in float32.
-        mask_bias = (1.0 - ops.cast(input_mask, "float32")[:, None, None, :]) * -10000.0
+        # [B, S] -> [B, 1, 1, S] by expand_dims, not [:, None, None, :]: the slice form becomes a
+        # StridedSlice that TFLite's builtin ops refuse.
+        keys_mask = ops.expand_dims(ops.expand_dims(ops.cast(input_mask, "float32"), 1), 1)
+        mask_bias = (1.0 - keys_mask) * -10000.0  # [B, 1, 1, S]
         probabilities = ops.softmax(ops.cast(scores, "float32") + mask_bias, axis=-1)
         probabilities = self.attention_dropout(ops.cast(probabilities, self.compute_dtype),
                                                training=training)

@@ -273,3 +273,32 @@ def test_padding_mask_in_training():
     before = [np.array(w) for w in model.trainable_weights]
     model.fit([values, mask], targets, batch_size=2, epochs=1, verbose=0)
     assert all(not np.array_equal(a, np.array(b)) for a, b in zip(before, model.trainable_weights))
+
+
+def test_attention_mask_converts_to_builtins_only_tflite_with_dynamic_shapes(tmp_path):
+    """The [B, S] -> [B, 1, 1, S] mask is built with expand_dims: the slice form
+    `[:, None, None, :]` becomes a tf.StridedSlice that TFLite's builtin ops refuse once batch
+    and length are dynamic. The converted encoder must also match Keras to 1e-5 (float32)."""
+    from keras_bert_min.config import BertConfig
+    from keras_bert_min.models import bert_encoder
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)
+    encoder = bert_encoder(config)
+    names = ("input_word_ids", "input_mask", "input_type_ids")
+    specs = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in names}
+    encoder.export(str(tmp_path / "sm"), format="tf_saved_model", input_signature=[specs],
+                   verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Select TF ops
+    interpreter = tf.lite.Interpreter(model_content=converter.convert())
+    rng = np.random.default_rng(0)
+    batch = {"input_word_ids": rng.integers(0, 50, (2, 8)).astype(np.int32),
+             "input_mask": np.array([[1] * 8, [1] * 5 + [0] * 3], np.int32),
+             "input_type_ids": np.array([[0] * 4 + [1] * 4] * 2, np.int32)}
+    for index in range(3):  # inputs sorted by name; resize each to the batch's [2, 8]
+        interpreter.resize_tensor_input(index, [2, 8])
+    interpreter.allocate_tensors()
+    got = interpreter.get_signature_runner()(**batch)
+    want = encoder(batch, training=False)
+    for name in ("sequence_output", "pooled_output"):
+        np.testing.assert_allclose(got[name], np.asarray(want[name]), atol=1e-5)
