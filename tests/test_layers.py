@@ -8,8 +8,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_bert_min.config import BertConfig
 from keras_bert_min.layers import (BertEmbedding, MaskedLMHead, NextSentenceHead, PaddingMask,
                                    TransformerEncoderBlock)
+from keras_bert_min.models import bert_encoder
 from tests import helpers, reference_bert
 
 V, T, P, H, N, I = 50, 3, 16, 8, 2, 12
@@ -279,8 +281,6 @@ def test_attention_mask_converts_to_builtins_only_tflite_with_dynamic_shapes(tmp
     """The [B, S] -> [B, 1, 1, S] mask is built with expand_dims: the slice form
     `[:, None, None, :]` becomes a tf.StridedSlice that TFLite's builtin ops refuse once batch
     and length are dynamic. The converted encoder must also match Keras to 1e-5 (float32)."""
-    from keras_bert_min.config import BertConfig
-    from keras_bert_min.models import bert_encoder
     config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=32, max_position_embeddings=16)
     encoder = bert_encoder(config)
@@ -295,9 +295,7 @@ def test_attention_mask_converts_to_builtins_only_tflite_with_dynamic_shapes(tmp
     batch = {"input_word_ids": rng.integers(0, 50, (2, 8)).astype(np.int32),
              "input_mask": np.array([[1] * 8, [1] * 5 + [0] * 3], np.int32),
              "input_type_ids": np.array([[0] * 4 + [1] * 4] * 2, np.int32)}
-    for index in range(3):  # inputs sorted by name; resize each to the batch's [2, 8]
-        interpreter.resize_tensor_input(index, [2, 8])
-    interpreter.allocate_tensors()
+    # The signature runner resizes each input (by name) to the batch's [2, 8] and allocates.
     got = interpreter.get_signature_runner()(**batch)
     want = encoder(batch, training=False)
     for name in ("sequence_output", "pooled_output"):
